@@ -1,0 +1,389 @@
+//! `features.parquet`: conv-base outputs, one row per (image, view).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, UInt32Type};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FormatError, Result};
+use crate::meta::{self, Columns, FileKind, Footer, ParquetOut};
+use crate::split::Split;
+
+/// Where features came from. Everything that changes the numbers is here, so a reader can
+/// tell whether two feature files are comparable and a cache can tell whether it is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureProvenance {
+    /// Hex SHA-256 of the weights file.
+    pub weights_sha256: String,
+    /// Where the weights came from (path, `hf:` id, or the converted file's recorded source).
+    pub weights_source: String,
+    /// Output layer, by its Keras name (e.g. `block5_pool`).
+    pub layer: String,
+    /// Square input size in pixels the images were resized to.
+    pub input_size: u32,
+    /// Resize filter (`nearest`, `bilinear`, ...).
+    pub resize_filter: String,
+    /// Input preprocessing (`rescale`, `caffe`, `torch`).
+    pub preprocess: String,
+    /// Global pooling after the layer (`none`, `avg`, `max`).
+    pub pool: String,
+    /// Shape of one feature before flattening, e.g. `[4, 4, 512]` as (H, W, C).
+    pub feature_shape: Vec<usize>,
+    /// Order of the flattened vector: `hwc` (Keras' Flatten order) or `chw`.
+    pub flatten_order: String,
+    /// Augmentation policy and seed as JSON, or `none`.
+    pub augment: String,
+    /// Hex SHA-256 of the manifest file the rows were computed from.
+    pub manifest_sha256: String,
+    /// Class names; a label indexes this list.
+    pub classes: Vec<String>,
+}
+
+impl FeatureProvenance {
+    /// Checks that `other` was computed by the same extractor (weights, layer, size, filter,
+    /// preprocessing, pooling, layout, classes), so rows of both can be mixed or a model
+    /// trained on one can be applied to the other. Names the first differing field.
+    pub fn check_compatible(&self, other: &FeatureProvenance) -> std::result::Result<(), String> {
+        macro_rules! same {
+            ($($f:ident),*) => {$(
+                if self.$f != other.$f {
+                    return Err(format!(
+                        "{} differs: {:?} vs {:?}", stringify!($f), self.$f, other.$f
+                    ));
+                }
+            )*};
+        }
+        same!(
+            weights_sha256,
+            layer,
+            input_size,
+            resize_filter,
+            preprocess,
+            pool,
+            feature_shape,
+            flatten_order,
+            classes
+        );
+        Ok(())
+    }
+
+    fn to_footer(&self, footer: &mut Footer) {
+        footer.set("convbase.weights.sha256", &self.weights_sha256);
+        footer.set("convbase.weights.source", &self.weights_source);
+        footer.set("convbase.layer", &self.layer);
+        footer.set("convbase.input_size", self.input_size.to_string());
+        footer.set("convbase.resize_filter", &self.resize_filter);
+        footer.set("convbase.preprocess", &self.preprocess);
+        footer.set("convbase.pool", &self.pool);
+        footer.set_json("convbase.feature_shape", &self.feature_shape);
+        footer.set("convbase.flatten_order", &self.flatten_order);
+        footer.set("convbase.augment", &self.augment);
+        footer.set("convbase.manifest.sha256", &self.manifest_sha256);
+        footer.set_json("convbase.classes", &self.classes);
+    }
+
+    fn from_footer(path: &Path, f: &Footer) -> Result<Self> {
+        Ok(FeatureProvenance {
+            weights_sha256: f.get(path, "convbase.weights.sha256")?.into(),
+            weights_source: f.get(path, "convbase.weights.source")?.into(),
+            layer: f.get(path, "convbase.layer")?.into(),
+            input_size: f.get_parsed(path, "convbase.input_size")?,
+            resize_filter: f.get(path, "convbase.resize_filter")?.into(),
+            preprocess: f.get(path, "convbase.preprocess")?.into(),
+            pool: f.get(path, "convbase.pool")?.into(),
+            feature_shape: f.get_json(path, "convbase.feature_shape")?,
+            flatten_order: f.get(path, "convbase.flatten_order")?.into(),
+            augment: f.get(path, "convbase.augment")?.into(),
+            manifest_sha256: f.get(path, "convbase.manifest.sha256")?.into(),
+            classes: f.get_json(path, "convbase.classes")?,
+        })
+    }
+
+    /// Length of one flattened feature vector.
+    pub fn dim(&self) -> usize {
+        self.feature_shape.iter().product()
+    }
+}
+
+/// Rows of features in columnar form: `values` holds `len() * dim` floats, row after row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureBatch {
+    pub paths: Vec<String>,
+    pub labels: Vec<i32>,
+    pub splits: Vec<Split>,
+    /// 0 is the unaugmented image; 1.. are augmented views.
+    pub views: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl FeatureBatch {
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// The feature vector of row `i`.
+    pub fn row(&self, i: usize, dim: usize) -> &[f32] {
+        &self.values[i * dim..(i + 1) * dim]
+    }
+
+    /// Appends row `i` of `other`.
+    pub fn push_from(&mut self, other: &FeatureBatch, i: usize, dim: usize) {
+        self.paths.push(other.paths[i].clone());
+        self.labels.push(other.labels[i]);
+        self.splits.push(other.splits[i]);
+        self.views.push(other.views[i]);
+        self.values.extend_from_slice(other.row(i, dim));
+    }
+
+    fn to_record_batch(&self, path: &Path, dim: usize) -> Result<RecordBatch> {
+        if self.values.len() != self.len() * dim
+            || self.labels.len() != self.len()
+            || self.splits.len() != self.len()
+            || self.views.len() != self.len()
+        {
+            return Err(FormatError::Invalid {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "inconsistent feature batch: {} rows of dim {dim}",
+                    self.len()
+                ),
+            });
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(&self.paths)),
+            Arc::new(Int32Array::from(self.labels.clone())),
+            Arc::new(StringArray::from_iter_values(
+                self.splits.iter().map(|s| s.as_str()),
+            )),
+            Arc::new(UInt32Array::from(self.views.clone())),
+            Arc::new(meta::f32_vectors(self.values.clone(), dim)),
+        ];
+        RecordBatch::try_new(Arc::new(schema(dim)), columns).map_err(|source| FormatError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+fn fields(dim: usize) -> Vec<Field> {
+    vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("label", DataType::Int32, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("view", DataType::UInt32, false),
+        meta::vector_field("features", dim),
+    ]
+}
+
+fn schema(dim: usize) -> Schema {
+    Schema::new(fields(dim))
+}
+
+/// Streams feature rows into a features file; each `write` becomes a row group, so memory
+/// stays bounded. The file appears at its final path only on [`FeaturesWriter::finish`].
+pub struct FeaturesWriter {
+    out: ParquetOut,
+    dim: usize,
+    path: std::path::PathBuf,
+    rows: usize,
+}
+
+impl std::fmt::Debug for FeaturesWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeaturesWriter")
+            .field("path", &self.path)
+            .field("dim", &self.dim)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl FeaturesWriter {
+    pub fn create(path: &Path, provenance: &FeatureProvenance) -> Result<Self> {
+        let dim = provenance.dim();
+        let mut footer = Footer::new(FileKind::Features);
+        provenance.to_footer(&mut footer);
+        let out = ParquetOut::create(path, Arc::new(schema(dim)), &footer, usize::MAX)?;
+        Ok(FeaturesWriter {
+            out,
+            dim,
+            path: path.to_path_buf(),
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &FeatureBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rb = batch.to_record_batch(&self.path, self.dim)?;
+        self.rows += batch.len();
+        self.out.write(&rb)
+    }
+
+    /// Closes the file and moves it to its final path. Returns the number of rows.
+    pub fn finish(self) -> Result<usize> {
+        self.out.finish()?;
+        Ok(self.rows)
+    }
+}
+
+/// A whole features file in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    pub provenance: FeatureProvenance,
+    pub dim: usize,
+    pub rows: FeatureBatch,
+}
+
+impl Features {
+    /// Reads and validates a features file (kind, version, columns, vector length).
+    pub fn read(path: &Path) -> Result<Features> {
+        let (footer, builder) = meta::open(path, FileKind::Features)?;
+        let provenance = FeatureProvenance::from_footer(path, &footer)?;
+        let dim = provenance.dim();
+        meta::check_schema(path, builder.schema(), &fields(dim))?;
+        let mut rows = FeatureBatch::default();
+        for batch in meta::read_batches(path, builder)? {
+            let c = Columns {
+                path,
+                batch: &batch,
+            };
+            rows.paths.extend(c.required_strings("path")?);
+            rows.labels.extend(c.required::<Int32Type>("label")?);
+            for s in c.required_strings("split")? {
+                rows.splits
+                    .push(s.parse().map_err(|problem| FormatError::Column {
+                        path: path.to_path_buf(),
+                        column: "split".into(),
+                        problem,
+                    })?);
+            }
+            rows.views.extend(c.required::<UInt32Type>("view")?);
+            let (d, values) = c.f32_vectors("features")?;
+            if d != dim {
+                return Err(FormatError::Column {
+                    path: path.to_path_buf(),
+                    column: "features".into(),
+                    problem: format!("vectors have length {d}, footer's feature_shape says {dim}"),
+                });
+            }
+            rows.values.extend_from_slice(values);
+        }
+        for &label in &rows.labels {
+            if label < 0 || label as usize >= provenance.classes.len() {
+                return Err(FormatError::Column {
+                    path: path.to_path_buf(),
+                    column: "label".into(),
+                    problem: format!(
+                        "label {label} outside the {} classes",
+                        provenance.classes.len()
+                    ),
+                });
+            }
+        }
+        Ok(Features {
+            provenance,
+            dim,
+            rows,
+        })
+    }
+
+    /// The rows of one split (view 0 and augmented views alike).
+    pub fn split(&self, split: Split) -> FeatureBatch {
+        let mut out = FeatureBatch::default();
+        for i in 0..self.rows.len() {
+            if self.rows.splits[i] == split {
+                out.push_from(&self.rows, i, self.dim);
+            }
+        }
+        out
+    }
+}
+
+/// Reads only the footer of a features file: its provenance and row count.
+pub fn read_features_meta(path: &Path) -> Result<(FeatureProvenance, usize)> {
+    let (footer, builder) = meta::open(path, FileKind::Features)?;
+    let provenance = FeatureProvenance::from_footer(path, &footer)?;
+    let rows = builder.metadata().file_metadata().num_rows() as usize;
+    Ok((provenance, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn provenance() -> FeatureProvenance {
+        FeatureProvenance {
+            weights_sha256: "00".repeat(32),
+            weights_source: "test".into(),
+            layer: "block5_pool".into(),
+            input_size: 150,
+            resize_filter: "nearest".into(),
+            preprocess: "rescale".into(),
+            pool: "none".into(),
+            feature_shape: vec![1, 1, 3],
+            flatten_order: "hwc".into(),
+            augment: "none".into(),
+            manifest_sha256: "11".repeat(32),
+            classes: vec!["a".into(), "b".into()],
+        }
+    }
+
+    #[test]
+    fn streamed_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.parquet");
+        let prov = provenance();
+        let mut w = FeaturesWriter::create(&p, &prov).unwrap();
+        let b1 = FeatureBatch {
+            paths: vec!["x.png".into(), "y.png".into()],
+            labels: vec![0, 1],
+            splits: vec![Split::Train, Split::Validation],
+            views: vec![0, 0],
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        };
+        let b2 = FeatureBatch {
+            paths: vec!["z.png".into()],
+            labels: vec![1],
+            splits: vec![Split::Test],
+            views: vec![0],
+            values: vec![-1.0, 0.5, f32::MIN_POSITIVE],
+        };
+        w.write(&b1).unwrap();
+        assert!(!p.exists(), "not at the final path before finish");
+        w.write(&b2).unwrap();
+        assert_eq!(w.finish().unwrap(), 3);
+        let f = Features::read(&p).unwrap();
+        assert_eq!(f.provenance, prov);
+        assert_eq!(f.rows.len(), 3);
+        assert_eq!(f.rows.row(2, 3), &[-1.0, 0.5, f32::MIN_POSITIVE]);
+        assert_eq!(f.split(Split::Validation).paths, vec!["y.png".to_string()]);
+        assert_eq!(read_features_meta(&p).unwrap().1, 3);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.parquet");
+        let w = FeaturesWriter::create(&p, &provenance()).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn compatibility_names_the_field() {
+        let a = provenance();
+        let mut b = a.clone();
+        b.manifest_sha256 = "22".repeat(32);
+        assert!(a.check_compatible(&b).is_ok(), "manifest may differ");
+        b.input_size = 224;
+        assert!(a.check_compatible(&b).unwrap_err().contains("input_size"));
+    }
+}

@@ -1,0 +1,1 @@
+//! A linear probe (logistic regression) head with the same contracts as the dense head.

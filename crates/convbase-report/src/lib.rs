@@ -1,0 +1,1 @@
+//! Evaluation report of a head run: metrics, confusion matrix, ROC AUC, worst errors, one HTML page.

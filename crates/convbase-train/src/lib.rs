@@ -1,0 +1,1 @@
+//! What every head shares: optimisers with Keras semantics, the training loop, run directories, curves.
