@@ -39,6 +39,9 @@ pub struct FeatureProvenance {
     pub manifest_sha256: String,
     /// Class names; a label indexes this list.
     pub classes: Vec<String>,
+    /// The data set root the rows' paths are relative to (from the manifest). Not part of
+    /// compatibility: it only tells reports where to find the images.
+    pub dataset_root: String,
 }
 
 impl FeatureProvenance {
@@ -82,6 +85,7 @@ impl FeatureProvenance {
         footer.set("convbase.augment", &self.augment);
         footer.set("convbase.manifest.sha256", &self.manifest_sha256);
         footer.set_json("convbase.classes", &self.classes);
+        footer.set("convbase.dataset_root", &self.dataset_root);
     }
 
     fn from_footer(path: &Path, f: &Footer) -> Result<Self> {
@@ -98,6 +102,7 @@ impl FeatureProvenance {
             augment: f.get(path, "convbase.augment")?.into(),
             manifest_sha256: f.get(path, "convbase.manifest.sha256")?.into(),
             classes: f.get_json(path, "convbase.classes")?,
+            dataset_root: f.get(path, "convbase.dataset_root")?.into(),
         })
     }
 
@@ -333,6 +338,7 @@ mod tests {
             augment: "none".into(),
             manifest_sha256: "11".repeat(32),
             classes: vec!["a".into(), "b".into()],
+            dataset_root: "/data".into(),
         }
     }
 
