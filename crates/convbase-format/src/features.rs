@@ -116,6 +116,8 @@ impl FeatureProvenance {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureBatch {
     pub paths: Vec<String>,
+    /// Hex SHA-256 of the image file the row was computed from (the cache key, with `view`).
+    pub sha256: Vec<String>,
     pub labels: Vec<i32>,
     pub splits: Vec<Split>,
     /// 0 is the unaugmented image; 1.. are augmented views.
@@ -140,6 +142,7 @@ impl FeatureBatch {
     /// Appends row `i` of `other`.
     pub fn push_from(&mut self, other: &FeatureBatch, i: usize, dim: usize) {
         self.paths.push(other.paths[i].clone());
+        self.sha256.push(other.sha256[i].clone());
         self.labels.push(other.labels[i]);
         self.splits.push(other.splits[i]);
         self.views.push(other.views[i]);
@@ -148,6 +151,7 @@ impl FeatureBatch {
 
     fn to_record_batch(&self, path: &Path, dim: usize) -> Result<RecordBatch> {
         if self.values.len() != self.len() * dim
+            || self.sha256.len() != self.len()
             || self.labels.len() != self.len()
             || self.splits.len() != self.len()
             || self.views.len() != self.len()
@@ -162,6 +166,7 @@ impl FeatureBatch {
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(&self.paths)),
+            Arc::new(StringArray::from_iter_values(&self.sha256)),
             Arc::new(Int32Array::from(self.labels.clone())),
             Arc::new(StringArray::from_iter_values(
                 self.splits.iter().map(|s| s.as_str()),
@@ -179,6 +184,7 @@ impl FeatureBatch {
 fn fields(dim: usize) -> Vec<Field> {
     vec![
         Field::new("path", DataType::Utf8, false),
+        Field::new("sha256", DataType::Utf8, false),
         Field::new("label", DataType::Int32, false),
         Field::new("split", DataType::Utf8, false),
         Field::new("view", DataType::UInt32, false),
@@ -261,6 +267,7 @@ impl Features {
                 batch: &batch,
             };
             rows.paths.extend(c.required_strings("path")?);
+            rows.sha256.extend(c.required_strings("sha256")?);
             rows.labels.extend(c.required::<Int32Type>("label")?);
             for s in c.required_strings("split")? {
                 rows.splits
@@ -350,6 +357,7 @@ mod tests {
         let mut w = FeaturesWriter::create(&p, &prov).unwrap();
         let b1 = FeatureBatch {
             paths: vec!["x.png".into(), "y.png".into()],
+            sha256: vec!["aa".into(), "bb".into()],
             labels: vec![0, 1],
             splits: vec![Split::Train, Split::Validation],
             views: vec![0, 0],
@@ -357,6 +365,7 @@ mod tests {
         };
         let b2 = FeatureBatch {
             paths: vec!["z.png".into()],
+            sha256: vec!["cc".into()],
             labels: vec![1],
             splits: vec![Split::Test],
             views: vec![0],
