@@ -1,1 +1,373 @@
-//! Extraction stage: runs the conv base over a manifest into a features file, with a cache that never lies.
+//! Extraction stage: runs the VGG16 conv base over the usable images of a manifest and
+//! writes a features file, reusing every row an earlier run computed with the same settings.
+//!
+//! The pipeline streams: a decoder thread reads, resizes and preprocesses images into
+//! batches while the model runs on the previous batch; completed work is journalled in
+//! chunk files (see [`cache`]) so a killed run resumes where it stopped; the final file is
+//! assembled in manifest order and renamed into place only when complete.
+
+pub mod cache;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use candle_core::{Device, Tensor};
+use convbase_data::{ResizeFilter, load_for_network};
+use convbase_format::{
+    FeatureBatch, FeatureProvenance, FeaturesWriter, Manifest, ManifestRow, read_features_meta,
+    sha256_file,
+};
+use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
+
+use crate::cache::{Pool, WorkDir, compatible};
+
+/// Everything that decides what an extraction computes and where it goes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub manifest: PathBuf,
+    /// Weights spec: a file path (.safetensors, .onnx, .h5) or `hf:REPO`.
+    pub weights: String,
+    pub out: PathBuf,
+    pub size: u32,
+    pub batch: usize,
+    pub layer: Layer,
+    pub pool: GlobalPool,
+    /// `None`: what the weights expect.
+    pub preprocess: Option<Preprocess>,
+    pub resize_filter: ResizeFilter,
+    pub device: Device,
+    /// Overrides the data set root recorded in the manifest.
+    pub root: Option<PathBuf>,
+    /// Batches per journal chunk: the most work a kill can lose.
+    pub chunk_batches: usize,
+    /// Threads decoding images beside the model.
+    pub decode_threads: usize,
+}
+
+/// What a run did, for the summary line.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    /// Rows in the output file.
+    pub rows: usize,
+    /// Images run through the model in this run.
+    pub computed: usize,
+    /// Rows taken from the cache (earlier output or journal).
+    pub cached: usize,
+    /// Manifest rows whose status is not `ok`.
+    pub skipped: usize,
+    /// Images that failed to decode now: (path, reason).
+    pub failed: Vec<(String, String)>,
+    /// True when the output was already up to date and nothing was written.
+    pub up_to_date: bool,
+    pub seconds: f64,
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal: usize = s
+                .strip_prefix("cuda:")
+                .map(str::parse)
+                .transpose()
+                .with_context(|| format!("bad device `{s}`"))?
+                .unwrap_or(0);
+            if cfg!(feature = "cuda") {
+                Ok(Device::new_cuda(ordinal)?)
+            } else {
+                bail!("device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)")
+            }
+        }
+        other => bail!("unknown device `{other}` (expected cpu, cuda or cuda:N)"),
+    }
+}
+
+/// Holds an exclusive lock on the output for the whole run, so two extractions on the same
+/// output wait for each other instead of interleaving.
+fn lock_output(out: &Path) -> anyhow::Result<File> {
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    let path = out.with_file_name(format!(".{name}.lock"));
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    if file.try_lock().is_err() {
+        tracing::warn!(
+            "another convbase-extract is writing {}; waiting for it to finish",
+            out.display()
+        );
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
+/// Runs the extraction. `progress` is told the number of images to compute, then advanced.
+pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Summary> {
+    let start = Instant::now();
+    if cfg.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if cfg.size < 32 {
+        bail!("--size must be at least 32 pixels (VGG16 pools 5 times)");
+    }
+    let _lock = lock_output(&cfg.out)?;
+
+    let manifest = Manifest::read(&cfg.manifest)?;
+    let manifest_sha256 = sha256_file(&cfg.manifest)
+        .with_context(|| format!("hashing {}", cfg.manifest.display()))?;
+    let root = cfg
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&manifest.meta.root));
+    let (usable, unusable): (Vec<&ManifestRow>, Vec<&ManifestRow>) =
+        manifest.rows.iter().partition(|r| r.is_ok());
+    let mut summary = Summary {
+        skipped: unusable.len(),
+        ..Summary::default()
+    };
+    if summary.skipped > 0 {
+        tracing::info!(
+            "{} manifest rows are not usable (status other than ok) and are skipped",
+            summary.skipped
+        );
+    }
+
+    let weights = Weights::load(&cfg.weights, &cfg.device)?;
+    let preprocess = cfg.preprocess.unwrap_or(weights.preprocess);
+    let model = Vgg16::new(&weights, cfg.layer, cfg.pool, &cfg.device)?;
+    let provenance = FeatureProvenance {
+        weights_sha256: weights.sha256.clone(),
+        weights_source: weights.source.clone(),
+        layer: cfg.layer.to_string(),
+        input_size: cfg.size,
+        resize_filter: cfg.resize_filter.to_string(),
+        preprocess: preprocess.to_string(),
+        pool: cfg.pool.to_string(),
+        feature_shape: model.output_shape(cfg.size as usize),
+        flatten_order: "hwc".into(),
+        augment: "none".into(),
+        manifest_sha256,
+        classes: manifest.meta.classes.clone(),
+        dataset_root: root.to_string_lossy().into_owned(),
+    };
+    let dim = provenance.dim();
+
+    // Earlier output: reused when compatible; up to date when it is exactly this run's result.
+    let mut pool = Pool::default();
+    if cfg.out.exists() {
+        match read_features_meta(&cfg.out) {
+            Ok((have, _)) if have == provenance && !WorkDir::path_for(&cfg.out).exists() => {
+                // Same settings and same manifest: the file already holds every row.
+                summary.up_to_date = true;
+                summary.rows = read_features_meta(&cfg.out)?.1;
+                summary.cached = summary.rows;
+                summary.seconds = start.elapsed().as_secs_f64();
+                return Ok(summary);
+            }
+            Ok((have, _)) => match compatible(&have, &provenance) {
+                Ok(()) => {
+                    if let Err(why) = pool.add_file(&cfg.out, &provenance) {
+                        tracing::warn!("cannot reuse {}: {why}", cfg.out.display());
+                    }
+                }
+                Err(why) => tracing::info!(
+                    "settings changed ({why}): {} will be recomputed",
+                    cfg.out.display()
+                ),
+            },
+            Err(e) => tracing::warn!("ignoring existing output: {e}"),
+        }
+    }
+    let mut work = WorkDir::open(&cfg.out, &provenance, &mut pool)?;
+
+    // Images the cache lacks, in manifest order, each content computed once.
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<&ManifestRow> = usable
+        .iter()
+        .copied()
+        .filter(|r| {
+            let sha = r.sha256.as_deref().unwrap_or_default();
+            !pool.contains(sha, 0) && seen.insert(sha.to_string())
+        })
+        .collect();
+    progress.set_length(todo.len() as u64);
+    if !todo.is_empty() {
+        tracing::info!(
+            "{} images to compute ({} cached) with {} at {} px on {:?}",
+            todo.len(),
+            pool.len(),
+            cfg.layer,
+            cfg.size,
+            cfg.device
+        );
+        let failed = compute(
+            cfg,
+            &root,
+            &todo,
+            preprocess,
+            &model,
+            &provenance,
+            &mut pool,
+            &mut work,
+            progress,
+        )?;
+        summary.computed = todo.len() - failed.len();
+        summary.failed = failed;
+    }
+
+    // Assemble the output in manifest order from the pool.
+    let mut writer = FeaturesWriter::create(&cfg.out, &provenance)?;
+    let mut batch = FeatureBatch::default();
+    for row in &usable {
+        let sha = row.sha256.as_deref().unwrap_or_default();
+        let Some(values) = pool.get(sha, 0) else {
+            continue; // failed to decode now; already reported
+        };
+        batch.paths.push(row.path.clone());
+        batch.sha256.push(sha.to_string());
+        batch.labels.push(row.label);
+        batch.splits.push(row.split);
+        batch.views.push(0);
+        batch.values.extend_from_slice(values);
+        if batch.len() == 1024 {
+            writer.write(&batch)?;
+            batch = FeatureBatch::default();
+        }
+    }
+    writer.write(&batch)?;
+    summary.rows = writer.finish()?;
+    summary.cached = summary.rows - summary.computed.min(summary.rows);
+    work.remove()?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One decoded batch: the rows and their preprocessed NCHW pixels.
+struct Decoded<'a> {
+    rows: Vec<&'a ManifestRow>,
+    pixels: Vec<f32>,
+    failed: Vec<(String, String)>,
+}
+
+/// Runs the model over `todo`, journalling every `chunk_batches` batches. Returns the images
+/// that failed to decode.
+#[allow(clippy::too_many_arguments)]
+fn compute(
+    cfg: &Config,
+    root: &Path,
+    todo: &[&ManifestRow],
+    preprocess: Preprocess,
+    model: &Vgg16,
+    provenance: &FeatureProvenance,
+    pool: &mut Pool,
+    work: &mut WorkDir,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let size = cfg.size as usize;
+    let per_image = 3 * size * size;
+    let dim = provenance.dim();
+    let decoders = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.decode_threads.max(1))
+        .thread_name(|i| format!("decode-{i}"))
+        .build()?;
+    // Two batches in flight: the one the model runs and the next one decoding.
+    let (tx, rx) = crossbeam_channel::bounded::<Decoded>(1);
+    let mut failed = Vec::new();
+
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        // Owned here so that an early error drops it and unblocks the producer.
+        let rx = rx;
+        let producer = scope.spawn(move || {
+            // Over-read a little so that a batch stays full when some images fail.
+            let mut pending = todo.iter().copied().peekable();
+            while pending.peek().is_some() {
+                let mut out = Decoded {
+                    rows: Vec::with_capacity(cfg.batch),
+                    pixels: Vec::with_capacity(cfg.batch * per_image),
+                    failed: Vec::new(),
+                };
+                while out.rows.len() < cfg.batch && pending.peek().is_some() {
+                    let want = cfg.batch - out.rows.len();
+                    let next: Vec<&ManifestRow> = pending.by_ref().take(want).collect();
+                    let loaded: Vec<_> = decoders.install(|| {
+                        use rayon::prelude::*;
+                        next.par_iter()
+                            .map(|r| {
+                                load_for_network(&root.join(&r.path), cfg.size, cfg.resize_filter)
+                                    .map(|rgb| {
+                                        let mut chw = vec![0f32; per_image];
+                                        preprocess.apply(&rgb, size, &mut chw);
+                                        chw
+                                    })
+                            })
+                            .collect()
+                    });
+                    for (row, res) in next.into_iter().zip(loaded) {
+                        match res {
+                            Ok(chw) => {
+                                out.rows.push(row);
+                                out.pixels.extend_from_slice(&chw);
+                            }
+                            Err(e) => out.failed.push((row.path.clone(), e.to_string())),
+                        }
+                    }
+                }
+                if tx.send(out).is_err() {
+                    return; // consumer stopped on an error
+                }
+            }
+        });
+
+        let mut chunk = FeatureBatch::default();
+        let mut batches_in_chunk = 0;
+        for decoded in rx.iter() {
+            for (path, why) in &decoded.failed {
+                tracing::warn!("skipping {}: {why}", root.join(path).display());
+            }
+            progress.inc(decoded.failed.len() as u64);
+            failed.extend(decoded.failed);
+            let n = decoded.rows.len();
+            if n == 0 {
+                continue;
+            }
+            let x = Tensor::from_vec(decoded.pixels, (n, 3, size, size), &cfg.device)?;
+            let y = model.forward(&x)?;
+            let values = convbase_vgg16::flatten_hwc(&y)?;
+            debug_assert_eq!(values.len(), n * dim);
+            for row in &decoded.rows {
+                chunk.paths.push(row.path.clone());
+                chunk.sha256.push(row.sha256.clone().unwrap_or_default());
+                chunk.labels.push(row.label);
+                chunk.splits.push(row.split);
+                chunk.views.push(0);
+            }
+            chunk.values.extend_from_slice(&values);
+            batches_in_chunk += 1;
+            progress.inc(n as u64);
+            if batches_in_chunk == cfg.chunk_batches.max(1) {
+                work.write_chunk(provenance, &chunk)?;
+                pool.add(&chunk, dim);
+                chunk = FeatureBatch::default();
+                batches_in_chunk = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            work.write_chunk(provenance, &chunk)?;
+            pool.add(&chunk, dim);
+        }
+        producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("decoder thread panicked"))?;
+        Ok(())
+    })?;
+    Ok(failed)
+}

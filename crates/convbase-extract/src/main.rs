@@ -1,0 +1,106 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use convbase_cli::GlobalArgs;
+use convbase_data::ResizeFilter;
+use convbase_vgg16::{GlobalPool, Layer, Preprocess};
+
+/// Runs the VGG16 conv base over every usable image of a manifest and writes one feature
+/// vector per image to a Parquet file.
+///
+/// The output is a cache that never lies: re-running with the same inputs does no model
+/// work; images added to the manifest are the only ones computed and removed ones
+/// disappear; any change of weights, layer, size, filter, pooling or preprocessing
+/// recomputes everything into a fresh file; a killed run resumes from its completed chunks.
+#[derive(Debug, Parser)]
+#[command(name = "convbase-extract", version, after_help = EXIT_CODES)]
+struct Args {
+    /// Manifest written by `convbase-prepare`.
+    #[arg(short, long)]
+    manifest: PathBuf,
+    /// Weights: a .safetensors, Keras .onnx or .h5 file, or `hf:REPO` on the Hugging Face Hub.
+    #[arg(short, long, env = "CONVBASE_WEIGHTS")]
+    weights: String,
+    /// Features file to write (Parquet).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Square input size in pixels (the seed uses 150).
+    #[arg(long, default_value_t = 150)]
+    size: u32,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 20)]
+    batch: usize,
+    /// Output layer by its Keras name (block5_pool, block4_pool, block3_conv3, ...).
+    #[arg(long, default_value = "block5_pool")]
+    layer: Layer,
+    /// Global pooling of the layer's output.
+    #[arg(long, default_value = "none")]
+    pool: GlobalPool,
+    /// Input preprocessing; default: what the weights expect (Keras weights: caffe).
+    /// `rescale` (x/255) reproduces the seed.
+    #[arg(long)]
+    preprocess: Option<Preprocess>,
+    /// Resize filter; nearest is what Keras' flow_from_directory uses.
+    #[arg(long, default_value = "nearest")]
+    resize_filter: ResizeFilter,
+    /// Device: cpu, or cuda[:N] in builds with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Data set root, if the images moved since `convbase-prepare` ran.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Batches per journal chunk: at most this much work is lost when a run is killed.
+    #[arg(long, default_value_t = 5)]
+    chunk_batches: usize,
+    /// Threads decoding images while the model runs.
+    #[arg(long, default_value_t = 1)]
+    decode_threads: usize,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success (images that cannot be decoded are skipped and \
+reported), 1 failure, 2 usage error, 3 input rejected (manifest or weights not valid).";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    convbase_cli::init_logging(&args.global);
+    convbase_cli::run(|| {
+        let cfg = convbase_extract::Config {
+            manifest: args.manifest,
+            weights: args.weights,
+            out: args.out,
+            size: args.size,
+            batch: args.batch,
+            layer: args.layer,
+            pool: args.pool,
+            preprocess: args.preprocess,
+            resize_filter: args.resize_filter,
+            device: convbase_extract::parse_device(&args.device)?,
+            root: args.root,
+            chunk_batches: args.chunk_batches,
+            decode_threads: args.decode_threads,
+        };
+        let bar = convbase_cli::progress(&args.global, 0, "extract");
+        let s = convbase_extract::run(&cfg, &bar)?;
+        bar.finish_and_clear();
+        if s.up_to_date {
+            tracing::info!("{} is up to date ({} rows); no model work", cfg.out.display(), s.rows);
+        } else {
+            let rate = if s.seconds > 0.0 { s.computed as f64 / s.seconds } else { 0.0 };
+            tracing::info!(
+                "wrote {}: {} rows ({} computed, {} cached), {} not usable, {} failed to decode; {:.1} s, {:.2} images/s",
+                cfg.out.display(),
+                s.rows,
+                s.computed,
+                s.cached,
+                s.skipped,
+                s.failed.len(),
+                s.seconds,
+                rate
+            );
+        }
+        Ok(())
+    })
+}
