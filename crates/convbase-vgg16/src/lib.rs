@@ -1,1 +1,31 @@
-//! VGG16 convolutional base on candle, with ImageNet weights loaded from every source a user has.
+//! The VGG16 convolutional base (13 conv 3x3 + ReLU, 5 max-pools) on candle, and the ImageNet
+//! weights that feed it, loaded from every source a user has: the Hugging Face Hub
+//! (`hf:timm/vgg16.tv_in1k`), a torchvision/timm `.safetensors`, a Keras VGG16 exported to ONNX
+//! by tf2onnx, or Keras' own `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`.
+//!
+//! This crate owns three things later stages must not guess:
+//! - the network: [`Vgg16`], batched NCHW, any input size from 32 px, output at any Keras layer
+//!   ([`Layer`]), optional global pooling ([`GlobalPool`]); layers run in sub-ranges
+//!   ([`Vgg16::forward_range`]) so fine-tuning can run block5 alone;
+//! - the weights and their provenance: [`Weights`] (source, SHA-256, and the preprocessing the
+//!   weights expect, carried in the safetensors header metadata written by [`Weights::save`]);
+//! - the preprocessing: [`Preprocess`] (`caffe` for Keras weights, `torch` for torchvision/timm,
+//!   `rescale` = x/255 as in the seed), and the output layout: [`flatten_hwc`] flattens in
+//!   Keras' order (channels fastest).
+//!
+//! Tensor names follow torchvision (`features.N.weight` OIHW, `features.N.bias`).
+
+mod error;
+mod hub;
+mod keras_h5;
+mod layer;
+mod model;
+mod onnx;
+mod preprocess;
+mod weights;
+
+pub use error::{ParseError, Vgg16Error};
+pub use layer::{GlobalPool, Layer};
+pub use model::{Vgg16, flatten_hwc};
+pub use preprocess::Preprocess;
+pub use weights::{PARAMETER_COUNT, SourceFormat, Weights, conv_tensor_names, meta};

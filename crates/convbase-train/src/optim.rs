@@ -1,0 +1,255 @@
+//! Optimisers with Keras 3 semantics, updating candle `Var`s in place.
+//!
+//! candle-nn has SGD without momentum and AdamW only, and no RMSprop. These follow Keras'
+//! update rules exactly (checked against numpy goldens). Each update is one pass over the
+//! parameter, its gradient and the optimiser state in host memory: no temporary tensors
+//! the size of the parameter per step.
+
+use std::cell::RefCell;
+
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, Layout, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// Updates parameters from their gradients, once per batch.
+pub trait Optimizer {
+    /// Applies one update to every parameter that has a gradient in `grads`.
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()>;
+}
+
+/// An optimiser's hyperparameters, as given on the command line and stored in the run
+/// directory's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    /// v = rho*v + (1-rho)*g^2; p -= lr*g/(sqrt(v)+eps). (PyTorch's differs: rho 0.99, eps
+    /// 1e-8 inside the square root.)
+    Rmsprop { lr: f64, rho: f64, eps: f64 },
+    /// m += (g-m)(1-b1); v += (g^2-v)(1-b2); p -= lr*sqrt(1-b2^t)/(1-b1^t)*m/(sqrt(v)+eps).
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    },
+    /// Adam after decoupled weight decay p -= lr*weight_decay*p (Keras applies it to every
+    /// variable, biases included).
+    Adamw {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
+    /// m = momentum*m - lr*g; p += m.
+    Sgd { lr: f64, momentum: f64 },
+}
+
+impl OptimizerConfig {
+    /// An optimiser over `vars` with these hyperparameters.
+    pub fn build(&self, vars: Vec<Var>) -> Box<dyn Optimizer> {
+        match *self {
+            OptimizerConfig::Rmsprop { lr, rho, eps } => Box::new(RmsProp::new(vars, lr, rho, eps)),
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => Box::new(Adam::new(vars, lr, beta1, beta2, eps, 0.0)),
+            OptimizerConfig::Adamw {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Box::new(Adam::new(vars, lr, beta1, beta2, eps, weight_decay)),
+            OptimizerConfig::Sgd { lr, momentum } => Box::new(Sgd::new(vars, lr, momentum)),
+        }
+    }
+}
+
+/// An in-place update of one parameter: `f(param, grad)` on contiguous f32 host slices.
+struct InPlace<F>(RefCell<F>);
+
+impl<F: FnMut(&mut [f32], &[f32])> candle_core::InplaceOp2 for InPlace<F> {
+    fn name(&self) -> &'static str {
+        "convbase-optimizer-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("optimizer update needs contiguous parameter and gradient")
+        };
+        match (s1, s2) {
+            (CpuStorage::F32(p), CpuStorage::F32(g)) => {
+                (self.0.borrow_mut())(&mut p[a1..b1], &g[a2..b2]);
+                Ok(())
+            }
+            _ => candle_core::bail!("optimizer update needs f32 parameters on the CPU"),
+        }
+    }
+}
+
+/// Runs `f(param, grad)` over `var`'s storage in place. Parameters live on the CPU.
+pub fn update_in_place(
+    var: &Var,
+    grad: &Tensor,
+    f: impl FnMut(&mut [f32], &[f32]),
+) -> candle_core::Result<()> {
+    if var.shape() != grad.shape() {
+        candle_core::bail!(
+            "gradient shape {:?} differs from parameter shape {:?}",
+            grad.dims(),
+            var.dims()
+        );
+    }
+    let grad = grad.contiguous()?;
+    var.as_tensor()
+        .inplace_op2(&grad, &InPlace(RefCell::new(f)))
+}
+
+/// Optimiser state: one zero-initialised buffer per parameter.
+fn zeros_like(vars: &[Var]) -> Vec<Vec<f32>> {
+    vars.iter().map(|v| vec![0.0; v.elem_count()]).collect()
+}
+
+/// Keras' RMSprop without momentum or centring (see [`OptimizerConfig::Rmsprop`]).
+#[derive(Debug)]
+pub struct RmsProp {
+    vars: Vec<Var>,
+    velocity: Vec<Vec<f32>>,
+    lr: f32,
+    rho: f32,
+    eps: f32,
+}
+
+impl RmsProp {
+    pub fn new(vars: Vec<Var>, lr: f64, rho: f64, eps: f64) -> Self {
+        RmsProp {
+            velocity: zeros_like(&vars),
+            vars,
+            lr: lr as f32,
+            rho: rho as f32,
+            eps: eps as f32,
+        }
+    }
+}
+
+impl Optimizer for RmsProp {
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        let (lr, rho, eps) = (self.lr, self.rho, self.eps);
+        for (var, v) in self.vars.iter().zip(&mut self.velocity) {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            update_in_place(var, grad, |p, g| {
+                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+                    *v = rho * *v + (1.0 - rho) * g * g;
+                    *p -= lr * g / (v.sqrt() + eps);
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Keras' Adam, and AdamW when `weight_decay` > 0 (see [`OptimizerConfig`]).
+#[derive(Debug)]
+pub struct Adam {
+    vars: Vec<Var>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f32,
+    weight_decay: f32,
+    t: i32,
+}
+
+impl Adam {
+    pub fn new(vars: Vec<Var>, lr: f64, beta1: f64, beta2: f64, eps: f64, wd: f64) -> Self {
+        Adam {
+            m: zeros_like(&vars),
+            v: zeros_like(&vars),
+            vars,
+            lr,
+            beta1,
+            beta2,
+            eps: eps as f32,
+            weight_decay: wd as f32,
+            t: 0,
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.t += 1;
+        let alpha = (self.lr * (1.0 - self.beta2.powi(self.t)).sqrt()
+            / (1.0 - self.beta1.powi(self.t))) as f32;
+        let decay = (self.lr as f32) * self.weight_decay;
+        let (b1, b2, eps) = (self.beta1 as f32, self.beta2 as f32, self.eps);
+        for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            update_in_place(var, grad, |p, g| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    if decay != 0.0 {
+                        *p -= *p * decay;
+                    }
+                    *m += (g - *m) * (1.0 - b1);
+                    *v += (g * g - *v) * (1.0 - b2);
+                    *p -= alpha * *m / (v.sqrt() + eps);
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Keras' SGD with (non-Nesterov) momentum (see [`OptimizerConfig::Sgd`]).
+#[derive(Debug)]
+pub struct Sgd {
+    vars: Vec<Var>,
+    velocity: Vec<Vec<f32>>,
+    lr: f32,
+    momentum: f32,
+}
+
+impl Sgd {
+    pub fn new(vars: Vec<Var>, lr: f64, momentum: f64) -> Self {
+        Sgd {
+            velocity: zeros_like(&vars),
+            vars,
+            lr: lr as f32,
+            momentum: momentum as f32,
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        let (lr, mu) = (self.lr, self.momentum);
+        for (var, m) in self.vars.iter().zip(&mut self.velocity) {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            update_in_place(var, grad, |p, g| {
+                for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
+                    *m = mu * *m - lr * g;
+                    *p += *m;
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
