@@ -33,7 +33,13 @@ pub fn render(classes: &[String], splits: &[SplitMetrics]) -> DrawResult<RgbImag
     let row_labels: Vec<String> = classes
         .iter()
         .enumerate()
-        .map(|(i, n)| if by_index { format!("{i}: {n}") } else { n.clone() })
+        .map(|(i, n)| {
+            if by_index {
+                format!("{i}: {n}")
+            } else {
+                n.clone()
+            }
+        })
         .collect();
     let label_w = row_labels
         .iter()
@@ -53,15 +59,21 @@ pub fn render(classes: &[String], splits: &[SplitMetrics]) -> DrawResult<RgbImag
         for (s, m) in splits.iter().enumerate() {
             let x0 = (s as u32 * panel_w + MARGIN) as i32;
             let y0 = MARGIN as i32;
-            let title = format!(
-                "{}: n = {}, accuracy {:.4}",
-                m.split, m.count, m.accuracy
-            );
-            draw::text_left(root, &title, (x0, y0 + TITLE_H as i32 / 2), &draw::font(17, BLACK))?;
+            let title = format!("{}: n = {}, accuracy {:.4}", m.split, m.count, m.accuracy);
+            draw::text_left(
+                root,
+                &title,
+                (x0, y0 + TITLE_H as i32 / 2),
+                &draw::font(17, BLACK),
+            )?;
             let gx = x0 + label_w as i32;
             let gy = y0 + (TITLE_H + HEADER_H) as i32;
             for (j, name) in classes.iter().enumerate() {
-                let head = if by_index { j.to_string() } else { name.clone() };
+                let head = if by_index {
+                    j.to_string()
+                } else {
+                    name.clone()
+                };
                 let cx = gx + (j as u32 * cell + cell / 2) as i32;
                 draw::text_centered(root, &head, (cx, gy - HEADER_H as i32 / 2), &label_style)?;
             }
@@ -75,8 +87,13 @@ pub fn render(classes: &[String], splits: &[SplitMetrics]) -> DrawResult<RgbImag
                 )?;
                 let total: usize = row.iter().sum();
                 for (j, &count) in row.iter().enumerate() {
-                    let share = if total == 0 { 0.0 } else { count as f64 / total as f64 };
-                    let shade = |dark: u8| (255.0 - share * (255.0 - f64::from(dark))).round() as u8;
+                    let share = if total == 0 {
+                        0.0
+                    } else {
+                        count as f64 / total as f64
+                    };
+                    let shade =
+                        |dark: u8| (255.0 - share * (255.0 - f64::from(dark))).round() as u8;
                     let fill = RGBColor(shade(DARK.0), shade(DARK.1), shade(DARK.2));
                     let cx = gx + (j as u32 * cell) as i32;
                     let rect = [(cx, cy), (cx + cell as i32, cy + cell as i32)];

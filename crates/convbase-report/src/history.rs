@@ -66,7 +66,12 @@ impl History {
         });
         HistorySummary {
             epochs: self.rows.len(),
-            last: self.columns.iter().cloned().zip(last.iter().copied()).collect(),
+            last: self
+                .columns
+                .iter()
+                .cloned()
+                .zip(last.iter().copied())
+                .collect(),
             best_val_acc: best,
         }
     }
@@ -98,13 +103,27 @@ mod tests {
         let s = h.summary();
         assert_eq!(s.epochs, 3);
         assert_eq!(s.last["loss"], 0.3);
-        assert_eq!(s.best_val_acc, Some(BestEpoch { epoch: 2.0, val_acc: 0.85 }));
+        assert_eq!(
+            s.best_val_acc,
+            Some(BestEpoch {
+                epoch: 2.0,
+                val_acc: 0.85
+            })
+        );
     }
 
     #[test]
     fn rejects_ragged_and_non_numeric_rows() {
-        assert!(History::parse("epoch,loss\n1\n").unwrap_err().contains("line 2"));
-        assert!(History::parse("epoch,loss\n1,x\n").unwrap_err().contains("line 2"));
+        assert!(
+            History::parse("epoch,loss\n1\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(
+            History::parse("epoch,loss\n1,x\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
         assert!(History::parse("epoch,loss\n").is_err());
     }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use crate::history::History;
 use crate::MetricsFile;
+use crate::history::History;
 
 /// Everything the page shows.
 pub(crate) struct Page<'a> {
@@ -70,12 +70,20 @@ pub(crate) fn render(p: &Page<'_>) -> String {
         ("run directory", m.run_dir.clone()),
         ("head", m.head.clone()),
         ("classes", m.classes.join(", ")),
-        ("weights", format!("{} (sha256 {})", f.weights_source, f.weights_sha256)),
+        (
+            "weights",
+            format!("{} (sha256 {})", f.weights_source, f.weights_sha256),
+        ),
         (
             "features",
             format!(
                 "{} at {}px, resize {}, preprocess {}, pool {}, shape {:?} ({})",
-                f.layer, f.input_size, f.resize_filter, f.preprocess, f.pool, f.feature_shape,
+                f.layer,
+                f.input_size,
+                f.resize_filter,
+                f.preprocess,
+                f.pool,
+                f.feature_shape,
                 f.flatten_order
             ),
         ),
@@ -83,11 +91,18 @@ pub(crate) fn render(p: &Page<'_>) -> String {
         ("data set root", f.dataset_root.clone()),
         ("evaluated", format!("view {} (unaugmented images)", m.view)),
     ] {
-        let _ = writeln!(h, "<tr><th class=\"l\">{k}</th><td class=\"l\">{}</td></tr>", esc(&v));
+        let _ = writeln!(
+            h,
+            "<tr><th class=\"l\">{k}</th><td class=\"l\">{}</td></tr>",
+            esc(&v)
+        );
     }
     let _ = writeln!(h, "</table>");
 
-    let _ = writeln!(h, "<h2>Metrics</h2>\n<table><tr><th class=\"l\">split</th><th>n</th><th>accuracy</th><th>log loss</th><th>ROC AUC</th><th>macro precision</th><th>macro recall</th><th>macro F1</th></tr>");
+    let _ = writeln!(
+        h,
+        "<h2>Metrics</h2>\n<table><tr><th class=\"l\">split</th><th>n</th><th>accuracy</th><th>log loss</th><th>ROC AUC</th><th>macro precision</th><th>macro recall</th><th>macro F1</th></tr>"
+    );
     for s in &m.splits {
         let auc = s.roc_auc.map_or_else(|| "&ndash;".to_string(), f4);
         let _ = writeln!(
@@ -109,7 +124,11 @@ pub(crate) fn render(p: &Page<'_>) -> String {
         esc(m.classes.get(1).map_or("", String::as_str))
     );
 
-    let _ = writeln!(h, "<h2>Confusion matrices</h2>\n{}", img(p.confusion_png, "confusion matrices"));
+    let _ = writeln!(
+        h,
+        "<h2>Confusion matrices</h2>\n{}",
+        img(p.confusion_png, "confusion matrices")
+    );
     for s in &m.splits {
         let _ = write!(
             h,
@@ -127,7 +146,10 @@ pub(crate) fn render(p: &Page<'_>) -> String {
             }
             let _ = writeln!(h, "</tr>");
         }
-        let _ = writeln!(h, "</table><table><tr><th class=\"l\">class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>");
+        let _ = writeln!(
+            h,
+            "</table><table><tr><th class=\"l\">class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+        );
         for c in &s.per_class {
             let _ = writeln!(
                 h,
@@ -161,7 +183,12 @@ pub(crate) fn render(p: &Page<'_>) -> String {
             for row in &hist.rows {
                 let _ = write!(h, "<tr>");
                 for v in row {
-                    let _ = write!(h, "<td>{v:.4}</td>");
+                    // Whole numbers (epochs) without decimals, the rest to 4 places.
+                    let _ = if v.fract() == 0.0 {
+                        write!(h, "<td>{v}</td>")
+                    } else {
+                        write!(h, "<td>{v:.4}</td>")
+                    };
                 }
                 let _ = writeln!(h, "</tr>");
             }
@@ -182,7 +209,10 @@ pub(crate) fn render(p: &Page<'_>) -> String {
         img(p.errors_png, "most confidently wrong images")
     );
     if !e.shown.is_empty() {
-        let _ = writeln!(h, "<table><tr><th class=\"l\">image</th><th class=\"l\">true</th><th class=\"l\">predicted</th><th>p(true)</th><th class=\"l\">probabilities</th><th class=\"l\">image problem</th></tr>");
+        let _ = writeln!(
+            h,
+            "<table><tr><th class=\"l\">image</th><th class=\"l\">true</th><th class=\"l\">predicted</th><th>p(true)</th><th class=\"l\">probabilities</th><th class=\"l\">image problem</th></tr>"
+        );
         for s in &e.shown {
             let probs: Vec<String> = s.probabilities.iter().map(|p| format!("{p:.4}")).collect();
             let _ = writeln!(
@@ -226,6 +256,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

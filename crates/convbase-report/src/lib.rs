@@ -17,7 +17,7 @@ mod draw;
 pub mod history;
 mod html;
 pub mod metrics;
-pub mod sheet;
+mod sheet;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -176,7 +176,11 @@ pub fn generate(opts: &Options) -> Result<Report, ReportError> {
         .copied()
         .filter(|r| r.split == opts.error_split && r.predicted != r.label)
         .collect();
-    wrong.sort_by(|a, b| p_true(a).total_cmp(&p_true(b)).then_with(|| a.path.cmp(&b.path)));
+    wrong.sort_by(|a, b| {
+        p_true(a)
+            .total_cmp(&p_true(b))
+            .then_with(|| a.path.cmp(&b.path))
+    });
     let total_wrong = wrong.len();
     wrong.truncate(opts.top);
     if !rows.iter().any(|r| r.split == opts.error_split) {
@@ -240,12 +244,18 @@ pub fn generate(opts: &Options) -> Result<Report, ReportError> {
         })
         .and_then(|img| encode(&confusion_path, &img))?;
     let errors_path = opts.out_dir.join(ERRORS_FILE);
-    let header = format!(
-        "{}: {} of {} misclassified images, most confident first",
-        opts.error_split,
-        items.len(),
-        total_wrong
-    );
+    let header = if !rows.iter().any(|r| r.split == opts.error_split) {
+        format!("{}: no rows in the predictions", opts.error_split)
+    } else if total_wrong == 0 {
+        format!("{}: no misclassified images", opts.error_split)
+    } else {
+        format!(
+            "{}: {} of {} misclassified images, most confident first",
+            opts.error_split,
+            items.len(),
+            total_wrong
+        )
+    };
     let errors_png = sheet::render(&header, &items)
         .map_err(|problem| ReportError::Draw {
             path: errors_path.clone(),
@@ -299,7 +309,10 @@ pub fn generate(opts: &Options) -> Result<Report, ReportError> {
 }
 
 /// The view-0 rows, after checking that labels and predictions index the classes.
-fn view0_rows<'a>(path: &Path, preds: &'a Predictions) -> Result<Vec<&'a PredictionRow>, ReportError> {
+fn view0_rows<'a>(
+    path: &Path,
+    preds: &'a Predictions,
+) -> Result<Vec<&'a PredictionRow>, ReportError> {
     let c = preds.classes.len();
     if c < 2 {
         return Err(ReportError::Invalid {
@@ -363,7 +376,10 @@ fn read_png(path: &Path, notes: &mut Vec<String>) -> Option<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.starts_with(PNG_SIGNATURE) => Some(bytes),
         Ok(_) => {
-            notes.push(format!("training curves left out: {}: not a PNG file", path.display()));
+            notes.push(format!(
+                "training curves left out: {}: not a PNG file",
+                path.display()
+            ));
             None
         }
         Err(e) => {
@@ -400,7 +416,9 @@ pub fn text_summary(m: &MetricsFile) -> String {
         "split", "n", "accuracy", "log_loss", "roc_auc", "macro_f1"
     );
     for sm in &m.splits {
-        let auc = sm.roc_auc.map_or_else(|| "-".to_string(), |a| format!("{a:.4}"));
+        let auc = sm
+            .roc_auc
+            .map_or_else(|| "-".to_string(), |a| format!("{a:.4}"));
         let _ = writeln!(
             s,
             "{:<12} {:>7} {:>9.4} {:>9.4} {:>9} {:>9.4}",
@@ -448,4 +466,3 @@ pub fn text_summary(m: &MetricsFile) -> String {
     );
     s
 }
-

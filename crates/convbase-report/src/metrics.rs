@@ -57,7 +57,11 @@ pub fn evaluate(split: &str, classes: &[String], o: Outcomes<'_>) -> SplitMetric
     let n = o.labels.len();
     let c = classes.len();
     assert_eq!(o.predicted.len(), n, "one prediction per label");
-    assert_eq!(o.probabilities.len(), n * c, "one probability per class and row");
+    assert_eq!(
+        o.probabilities.len(),
+        n * c,
+        "one probability per class and row"
+    );
 
     let mut confusion = vec![vec![0usize; c]; c];
     for (&t, &p) in o.labels.iter().zip(o.predicted) {

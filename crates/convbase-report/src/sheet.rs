@@ -54,7 +54,10 @@ pub fn thumbnail(img: &RgbImage) -> RgbImage {
     if w == 0 || h == 0 {
         return tile;
     }
-    let scale = f64::min(f64::from(TILE) / f64::from(w), f64::from(TILE) / f64::from(h));
+    let scale = f64::min(
+        f64::from(TILE) / f64::from(w),
+        f64::from(TILE) / f64::from(h),
+    );
     let tw = ((f64::from(w) * scale).round() as u32).clamp(1, TILE);
     let th = ((f64::from(h) * scale).round() as u32).clamp(1, TILE);
     let filter = if scale >= 1.0 {
@@ -76,7 +79,11 @@ pub fn thumbnail(img: &RgbImage) -> RgbImage {
 pub fn render(header: &str, items: &[SheetItem]) -> DrawResult<RgbImage> {
     let (w, h) = sheet_size(items.len());
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let (cols, _) = if items.is_empty() { (1, 0) } else { grid(items.len()) };
+    let (cols, _) = if items.is_empty() {
+        (1, 0)
+    } else {
+        grid(items.len())
+    };
     let placeholder = Rgb([190, 190, 190]);
     for (k, item) in items.iter().enumerate() {
         let (x, y) = cell_origin(k as u32, cols);
@@ -89,7 +96,12 @@ pub fn render(header: &str, items: &[SheetItem]) -> DrawResult<RgbImage> {
     draw::paint(&mut img, |root| {
         let header_style = draw::font(17, BLACK);
         let header = draw::fit(header, &header_style, w - 2 * PAD);
-        draw::text_left(root, &header, (PAD as i32, HEADER_H as i32 / 2), &header_style)?;
+        draw::text_left(
+            root,
+            &header,
+            (PAD as i32, HEADER_H as i32 / 2),
+            &header_style,
+        )?;
         let caption = draw::font(13, BLACK);
         let red = draw::font(13, RGBColor(178, 24, 43));
         for (k, item) in items.iter().enumerate() {
@@ -100,7 +112,12 @@ pub fn render(header: &str, items: &[SheetItem]) -> DrawResult<RgbImage> {
                 let mut lines = vec!["image unavailable:".to_string()];
                 lines.extend(draw::wrap(reason, &small, TILE - 8));
                 for (i, line) in lines.iter().take(9).enumerate() {
-                    draw::text_left(root, line, (left + 4, y as i32 + 12 + 14 * i as i32), &small)?;
+                    draw::text_left(
+                        root,
+                        line,
+                        (left + 4, y as i32 + 12 + 14 * i as i32),
+                        &small,
+                    )?;
                 }
             }
             let cy = (y + TILE) as i32 + 10;

@@ -91,6 +91,7 @@ pub struct TrainArgs {
     /// seed gives a bit-identical run on the CPU. Drawn at random and recorded when absent.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The update rule; all follow Keras' semantics.
     #[arg(long, value_enum, default_value_t = OptimizerName::Rmsprop)]
     pub optimizer: OptimizerName,
     /// Learning rate.

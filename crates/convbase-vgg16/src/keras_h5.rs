@@ -3,34 +3,45 @@
 //! kernel (H, W, I, O) then bias (O), e.g. `block1_conv1_W_1:0` and `block1_conv1_b_1:0`.
 //! Read with the pure-Rust `hdf5-reader` crate: no C library to install.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use hdf5_reader::Hdf5File;
+use hdf5_reader::error::Error;
 
 use crate::error::Vgg16Error;
 use crate::layer::Layer;
-use crate::weights::RawTensor;
+use crate::weights::{RawTensor, RawTensors};
 
 /// Reads the 13 conv layers, kernels transposed HWIO -> OIHW, under torchvision names.
-pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Vgg16Error> {
+pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<RawTensors, Vgg16Error> {
     let corrupt = |reason: String| Vgg16Error::Corrupt {
         path: path.to_path_buf(),
         format: "HDF5",
         reason,
     };
     let file = Hdf5File::from_bytes(bytes).map_err(|e| corrupt(e.to_string()))?;
+    // The superblock records where the file ends: a shorter file was cut off.
+    let eof = file.superblock().eof_address;
+    if (bytes.len() as u64) < eof {
+        return Err(corrupt(format!(
+            "file is {} bytes, its superblock says {eof} (truncated)",
+            bytes.len()
+        )));
+    }
     let root = file.root_group().map_err(|e| corrupt(e.to_string()))?;
     // Keras files saved by `model.save` (not `save_weights`) nest the layers under this group.
     let root = root.group("model_weights").unwrap_or(root);
-    let mut out = BTreeMap::new();
+    let mut out = RawTensors::new();
     for layer in Layer::convs() {
         let name = layer.keras_name();
         let missing = |what: &str| Vgg16Error::MissingTensor {
             path: path.to_path_buf(),
             tensor: format!("{name}/{what}"),
         };
-        let group = root.group(name).map_err(|_| missing("(layer group)"))?;
+        let group = root.group(name).map_err(|e| match e {
+            Error::GroupNotFound(_) => missing("(layer group)"),
+            e => corrupt(format!("{name}: {e}")),
+        })?;
         let names = match group.attribute("weight_names") {
             Ok(attr) => attr
                 .read_strings()
@@ -81,12 +92,17 @@ fn dataset(
     expected: &[usize],
 ) -> Result<Vec<f32>, Vgg16Error> {
     let tensor = format!("{layer}/{name}");
-    let ds = group
-        .dataset(name)
-        .map_err(|_| Vgg16Error::MissingTensor {
+    let ds = group.dataset(name).map_err(|e| match e {
+        Error::DatasetNotFound(_) => Vgg16Error::MissingTensor {
             path: path.to_path_buf(),
             tensor: tensor.clone(),
-        })?;
+        },
+        e => Vgg16Error::Corrupt {
+            path: path.to_path_buf(),
+            format: "HDF5",
+            reason: format!("{tensor}: {e}"),
+        },
+    })?;
     let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
     if shape != expected {
         return Err(Vgg16Error::WrongShape {

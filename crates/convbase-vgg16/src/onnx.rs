@@ -179,7 +179,8 @@ fn tensor(mut r: Reader<'_>) -> Result<Initializer<'_>, String> {
             (2, VARINT) => t.data_type = r.varint()? as i32,
             (4, FIXED32) => {
                 let b = r.take(4)?.buf;
-                t.float_data.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                t.float_data
+                    .push(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             }
             (4, LEN) => {
                 let packed = r.len_delimited()?;
@@ -236,7 +237,10 @@ mod tests {
         varint(2 << 3, &mut t1);
         varint(1, &mut t1); // FLOAT
         len_field(8, b"a/w", &mut t1);
-        let raw: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         len_field(9, &raw, &mut t1);
         let mut t2 = Vec::new();
         len_field(1, &[1, 1], &mut t2); // packed dims [1, 1]

@@ -41,6 +41,9 @@ pub(crate) struct RawTensor {
     pub data: Vec<f32>,
 }
 
+/// Tensors read from a file by torchvision name.
+pub(crate) type RawTensors = BTreeMap<String, RawTensor>;
+
 /// The format a weights file was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceFormat {
@@ -142,12 +145,20 @@ impl Weights {
             });
         }
         let (format, raw, metadata) = if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
-            (SourceFormat::KerasH5, keras_h5::read(path, &bytes)?, BTreeMap::new())
+            (
+                SourceFormat::KerasH5,
+                keras_h5::read(path, &bytes)?,
+                BTreeMap::new(),
+            )
         } else if bytes.len() > 8 && bytes[8] == b'{' {
             let (raw, metadata) = read_safetensors(path, &bytes)?;
             (SourceFormat::Safetensors, raw, metadata)
         } else {
-            (SourceFormat::KerasOnnx, read_onnx(path, &bytes)?, BTreeMap::new())
+            (
+                SourceFormat::KerasOnnx,
+                read_onnx(path, &bytes)?,
+                BTreeMap::new(),
+            )
         };
         let preprocess = match metadata.get(meta::PREPROCESS) {
             Some(p) => p.parse().map_err(|e| Vgg16Error::Corrupt {
@@ -158,7 +169,10 @@ impl Weights {
             None => format.default_preprocess(),
         };
         let tensors = to_device(path, raw, device)?;
-        tracing::debug!("{}: {format} weights, expect {preprocess} input", path.display());
+        tracing::debug!(
+            "{}: {format} weights, expect {preprocess} input",
+            path.display()
+        );
         Ok(Weights {
             source: path.display().to_string(),
             sha256,
@@ -251,6 +265,12 @@ impl Weights {
         ));
         safetensors::serialize_to_file(views, Some(metadata), &tmp)
             .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        // safetensors creates the file owner-only; weights are meant to be shared.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+        }
         std::fs::rename(&tmp, out).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io(e)
@@ -263,7 +283,7 @@ impl Weights {
 fn read_safetensors(
     path: &Path,
     bytes: &[u8],
-) -> Result<(BTreeMap<String, RawTensor>, BTreeMap<String, String>), Vgg16Error> {
+) -> Result<(RawTensors, BTreeMap<String, String>), Vgg16Error> {
     let corrupt = |reason: String| Vgg16Error::Corrupt {
         path: path.to_path_buf(),
         format: "safetensors",
@@ -332,7 +352,7 @@ fn read_safetensors(
 /// 4-D and the 1-D float initializers whose name has a path component `blockB_convC` or
 /// `blockB_convC_K` (tf2onnx 1.17 names them
 /// `functional_1/blockB_convC_1/convolution/ReadVariableOp:0` and `.../Squeeze:0`).
-fn read_onnx(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Vgg16Error> {
+fn read_onnx(path: &Path, bytes: &[u8]) -> Result<RawTensors, Vgg16Error> {
     let corrupt = |reason: String| Vgg16Error::Corrupt {
         path: path.to_path_buf(),
         format: "ONNX",
@@ -421,7 +441,7 @@ fn read_onnx(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, V
 /// Checks the 26 tensors (present, shaped, finite) and puts them on the device.
 fn to_device(
     path: &Path,
-    mut raw: BTreeMap<String, RawTensor>,
+    mut raw: RawTensors,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, Vgg16Error> {
     let mut out = HashMap::new();
@@ -444,10 +464,11 @@ fn to_device(
                 tensor: name,
             });
         }
-        let tensor = Tensor::from_vec(t.data, shape, device).map_err(|source| Vgg16Error::Candle {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let tensor =
+            Tensor::from_vec(t.data, shape, device).map_err(|source| Vgg16Error::Candle {
+                path: path.to_path_buf(),
+                source,
+            })?;
         out.insert(name, tensor);
     }
     Ok(out)

@@ -35,7 +35,10 @@ fn input(p: Preprocess, idx: &[usize]) -> Tensor {
 fn golden(name: &str, idx: &[usize]) -> (Vec<usize>, Vec<f32>) {
     let (mut shape, v) = goldens().output(name);
     let per: usize = shape[1..].iter().product();
-    let sel = idx.iter().flat_map(|&i| v[i * per..(i + 1) * per].to_vec()).collect();
+    let sel = idx
+        .iter()
+        .flat_map(|&i| v[i * per..(i + 1) * per].to_vec())
+        .collect();
     shape[0] = idx.len();
     (shape, sel)
 }
@@ -45,8 +48,12 @@ fn check_weights(w: &Weights, p: Preprocess, idx: &[usize]) {
     let mode = p.to_string();
     let model = Vgg16::new(w, Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
     let x = input(p, idx);
-    let b4 = model.forward_range(&x, Layer::Block1Conv1, Layer::Block4Pool).unwrap();
-    let b5 = model.forward_range(&b4, Layer::Block5Conv1, Layer::Block5Pool).unwrap();
+    let b4 = model
+        .forward_range(&x, Layer::Block1Conv1, Layer::Block4Pool)
+        .unwrap();
+    let b5 = model
+        .forward_range(&b4, Layer::Block5Conv1, Layer::Block5Pool)
+        .unwrap();
     let (ws, wv) = golden(&format!("{mode}.block5_pool"), idx);
     let rel = compare(&nhwc_shape(&b5), &flatten_hwc(&b5).unwrap(), &ws, &wv)
         .unwrap_or_else(|e| panic!("{} {mode} block5_pool: {e}", w.format));
@@ -63,7 +70,11 @@ fn check_weights(w: &Weights, p: Preprocess, idx: &[usize]) {
 #[test]
 fn converted_safetensors_match_onnxruntime_in_caffe_mode() {
     let w = converted();
-    assert_eq!(w.preprocess, Preprocess::Caffe, "converted Keras weights expect caffe");
+    assert_eq!(
+        w.preprocess,
+        Preprocess::Caffe,
+        "converted Keras weights expect caffe"
+    );
     check_weights(w, Preprocess::Caffe, &[0, 1, 2]);
 }
 
@@ -75,14 +86,20 @@ fn converted_safetensors_match_onnxruntime_in_rescale_mode() {
 #[test]
 fn onnx_loader_matches_onnxruntime() {
     let w = Weights::load(common::onnx_weights().to_str().unwrap(), &Device::Cpu).unwrap();
-    assert_eq!((w.format, w.preprocess), (SourceFormat::KerasOnnx, Preprocess::Caffe));
+    assert_eq!(
+        (w.format, w.preprocess),
+        (SourceFormat::KerasOnnx, Preprocess::Caffe)
+    );
     check_weights(&w, Preprocess::Caffe, &[0, 2]);
 }
 
 #[test]
 fn h5_loader_matches_onnxruntime() {
     let w = Weights::load(common::h5_weights().to_str().unwrap(), &Device::Cpu).unwrap();
-    assert_eq!((w.format, w.preprocess), (SourceFormat::KerasH5, Preprocess::Caffe));
+    assert_eq!(
+        (w.format, w.preprocess),
+        (SourceFormat::KerasH5, Preprocess::Caffe)
+    );
     check_weights(&w, Preprocess::Caffe, &[0, 1]);
 }
 
@@ -93,8 +110,14 @@ fn global_pooling_and_output_shapes() {
     let (ws, wv) = golden("caffe.block5_pool", &[1]);
     let golden = nchw_tensor(&ws, &wv);
     for (pool, want) in [
-        (GlobalPool::Avg, golden.mean(D::Minus1).unwrap().mean(D::Minus1).unwrap()),
-        (GlobalPool::Max, golden.max(D::Minus1).unwrap().max(D::Minus1).unwrap()),
+        (
+            GlobalPool::Avg,
+            golden.mean(D::Minus1).unwrap().mean(D::Minus1).unwrap(),
+        ),
+        (
+            GlobalPool::Max,
+            golden.max(D::Minus1).unwrap().max(D::Minus1).unwrap(),
+        ),
     ] {
         let model = Vgg16::new(w, Layer::Block5Pool, pool, &Device::Cpu).unwrap();
         assert_eq!(model.output_shape(150), [512]);
@@ -109,18 +132,40 @@ fn global_pooling_and_output_shapes() {
     assert_eq!(model.output_shape(224), [14, 14, 512]);
     // Smallest accepted input, and the refusal below it.
     let small = Vgg16::new(w, Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
-    let y = small.forward(&Tensor::zeros((2, 3, 32, 40), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let y = small
+        .forward(&Tensor::zeros((2, 3, 32, 40), DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
     assert_eq!(y.dims(), [2, 512, 1, 1]);
-    assert!(small.forward(&Tensor::zeros((1, 3, 31, 64), DType::F32, &Device::Cpu).unwrap()).is_err());
-    assert!(model.forward_range(&x, Layer::Block5Conv1, Layer::Block5Pool).is_err());
+    assert!(
+        small
+            .forward(&Tensor::zeros((1, 3, 31, 64), DType::F32, &Device::Cpu).unwrap())
+            .is_err()
+    );
+    assert!(
+        model
+            .forward_range(&x, Layer::Block5Conv1, Layer::Block5Pool)
+            .is_err()
+    );
 }
 
 #[test]
 fn block5_alone_on_golden_block4_output_matches() {
     // The fine-tuning path: block5 run from onnxruntime's own block4_pool output.
-    let model = Vgg16::new(converted(), Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
+    let model = Vgg16::new(
+        converted(),
+        Layer::Block5Pool,
+        GlobalPool::None,
+        &Device::Cpu,
+    )
+    .unwrap();
     let (s4, v4) = golden("caffe.block4_pool", &[0]);
-    let y = model.forward_range(&nchw_tensor(&s4, &v4), Layer::Block5Conv1, Layer::Block5Pool).unwrap();
+    let y = model
+        .forward_range(
+            &nchw_tensor(&s4, &v4),
+            Layer::Block5Conv1,
+            Layer::Block5Pool,
+        )
+        .unwrap();
     let (ws, wv) = golden("caffe.block5_pool", &[0]);
     compare(&nhwc_shape(&y), &flatten_hwc(&y).unwrap(), &ws, &wv).unwrap();
 }
@@ -146,7 +191,11 @@ fn planted_transposed_kernels_are_caught() {
         .tensors()
         .iter()
         .map(|(k, t)| {
-            let t = if t.rank() == 4 { t.transpose(2, 3).unwrap().contiguous().unwrap() } else { t.clone() };
+            let t = if t.rank() == 4 {
+                t.transpose(2, 3).unwrap().contiguous().unwrap()
+            } else {
+                t.clone()
+            };
             (k.clone(), t)
         })
         .collect();
@@ -158,26 +207,48 @@ fn planted_transposed_kernels_are_caught() {
 
 #[test]
 fn planted_bgr_rgb_swap_is_caught() {
-    let model = Vgg16::new(converted(), Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
+    let model = Vgg16::new(
+        converted(),
+        Layer::Block5Pool,
+        GlobalPool::None,
+        &Device::Cpu,
+    )
+    .unwrap();
     let correct = input(Preprocess::Caffe, &[0]);
     // RGB fed where BGR is expected: reverse the channel axis (means then land on the wrong colour too).
     let swapped = Tensor::cat(
-        &[correct.narrow(1, 2, 1).unwrap(), correct.narrow(1, 1, 1).unwrap(), correct.narrow(1, 0, 1).unwrap()],
+        &[
+            correct.narrow(1, 2, 1).unwrap(),
+            correct.narrow(1, 1, 1).unwrap(),
+            correct.narrow(1, 0, 1).unwrap(),
+        ],
         1,
     )
     .unwrap();
-    assert_fault_caught("channels in RGB order", compare_b5(&model.forward(&swapped).unwrap()));
+    assert_fault_caught(
+        "channels in RGB order",
+        compare_b5(&model.forward(&swapped).unwrap()),
+    );
     // Control: the same model on the correct input passes.
     compare_b5(&model.forward(&correct).unwrap()).unwrap();
 }
 
 #[test]
 fn planted_chw_flatten_is_caught() {
-    let model = Vgg16::new(converted(), Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
+    let model = Vgg16::new(
+        converted(),
+        Layer::Block5Pool,
+        GlobalPool::None,
+        &Device::Cpu,
+    )
+    .unwrap();
     let y = model.forward(&input(Preprocess::Caffe, &[0])).unwrap();
     let chw: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
     let (ws, wv) = golden("caffe.block5_pool", &[0]);
-    assert_fault_caught("output read in CHW order", compare(&nhwc_shape(&y), &chw, &ws, &wv));
+    assert_fault_caught(
+        "output read in CHW order",
+        compare(&nhwc_shape(&y), &chw, &ws, &wv),
+    );
     compare(&nhwc_shape(&y), &flatten_hwc(&y).unwrap(), &ws, &wv).unwrap();
 }
 
@@ -185,27 +256,51 @@ fn planted_chw_flatten_is_caught() {
 fn forward_with_pool(model: &Vgg16, x: &Tensor, pool: impl Fn(&Tensor) -> Tensor) -> Tensor {
     let mut x = x.clone();
     for l in Layer::ALL {
-        x = if l.is_conv() { model.forward_range(&x, l, l).unwrap() } else { pool(&x) };
+        x = if l.is_conv() {
+            model.forward_range(&x, l, l).unwrap()
+        } else {
+            pool(&x)
+        };
     }
     x
 }
 
 #[test]
 fn planted_pool_rounding_faults_are_caught() {
-    let model = Vgg16::new(converted(), Layer::Block5Pool, GlobalPool::None, &Device::Cpu).unwrap();
+    let model = Vgg16::new(
+        converted(),
+        Layer::Block5Pool,
+        GlobalPool::None,
+        &Device::Cpu,
+    )
+    .unwrap();
     let x = input(Preprocess::Caffe, &[0]);
     // Ceil mode: odd sizes keep their last row/column (75 -> 38, 37 -> 19, 9 -> 5).
     let ceil = forward_with_pool(&model, &x, |t| {
         let (_, _, h, w) = t.dims4().unwrap();
-        t.pad_with_zeros(2, 0, h % 2).unwrap().pad_with_zeros(3, 0, w % 2).unwrap().max_pool2d(2).unwrap()
+        t.pad_with_zeros(2, 0, h % 2)
+            .unwrap()
+            .pad_with_zeros(3, 0, w % 2)
+            .unwrap()
+            .max_pool2d(2)
+            .unwrap()
     });
     assert_fault_caught("ceil pooling", compare_b5(&ceil));
     // Padding in the pool: one zero row/column in front (the last one dropped to keep the
     // size) shifts every window by one pixel; the output keeps the right shape.
     let padded = forward_with_pool(&model, &x, |t| {
         let (_, _, h, w) = t.dims4().unwrap();
-        let t = t.pad_with_zeros(2, 1, 0).unwrap().pad_with_zeros(3, 1, 0).unwrap();
-        t.narrow(2, 0, h).unwrap().narrow(3, 0, w).unwrap().max_pool2d(2).unwrap()
+        let t = t
+            .pad_with_zeros(2, 1, 0)
+            .unwrap()
+            .pad_with_zeros(3, 1, 0)
+            .unwrap();
+        t.narrow(2, 0, h)
+            .unwrap()
+            .narrow(3, 0, w)
+            .unwrap()
+            .max_pool2d(2)
+            .unwrap()
     });
     assert_eq!(padded.dims(), [1, 512, 4, 4]);
     assert_fault_caught("pool padded by one in front", compare_b5(&padded));

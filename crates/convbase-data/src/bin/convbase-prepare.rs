@@ -83,7 +83,7 @@ fn body(args: &Args) -> anyhow::Result<()> {
         m.meta.classes.join(", ")
     );
     for ((split, class), n) in prepared.ok_counts() {
-        tracing::info!("  {split:<10} {class}: {n}");
+        tracing::info!("  {:<10} {class}: {n}", split.as_str());
     }
     if !prepared.ignored.is_empty() {
         tracing::warn!(

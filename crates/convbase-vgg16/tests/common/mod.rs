@@ -112,7 +112,12 @@ pub const TOLERANCE: f32 = 1e-4;
 
 /// Compares an output with a golden: same shape, max |diff| <= TOLERANCE * max |want|.
 /// Returns the relative error or why it fails.
-pub fn compare(got_shape: &[usize], got: &[f32], want_shape: &[usize], want: &[f32]) -> Result<f32, String> {
+pub fn compare(
+    got_shape: &[usize],
+    got: &[f32],
+    want_shape: &[usize],
+    want: &[f32],
+) -> Result<f32, String> {
     if got_shape != want_shape {
         return Err(format!("shape {got_shape:?} != golden {want_shape:?}"));
     }
