@@ -33,7 +33,10 @@ pub enum BadImage {
     #[error("too large: refused by decoder limits ({0})")]
     Limits(String),
     #[error("corrupt {format:?}: {message}")]
-    Corrupt { format: ImageFormat, message: String },
+    Corrupt {
+        format: ImageFormat,
+        message: String,
+    },
 }
 
 /// A failure to load an image, naming the file when there is one.
@@ -184,7 +187,9 @@ mod tests {
         // thumbnail SOS..EOI, then the main scan without its EOI: truncated.
         let truncated = [0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0xD9, 0xFF, 0xDA, 2, 3];
         assert!(!jpeg_complete(&truncated));
-        let complete = [0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0xD9, 0xFF, 0xDA, 2, 0xFF, 0xD9];
+        let complete = [
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0xD9, 0xFF, 0xDA, 2, 0xFF, 0xD9,
+        ];
         assert!(jpeg_complete(&complete));
     }
 }

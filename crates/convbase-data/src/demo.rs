@@ -17,7 +17,11 @@ use image::GrayImage;
 /// (folder name, Fashion-MNIST label) of the two demo classes.
 pub const CLASSES: [(&str, u8); 2] = [("tshirt", 0), ("shirt", 6)];
 /// Images per class taken for each split.
-const PER_CLASS: [(Split, usize); 3] = [(Split::Train, 1000), (Split::Validation, 500), (Split::Test, 500)];
+const PER_CLASS: [(Split, usize); 3] = [
+    (Split::Train, 1000),
+    (Split::Validation, 500),
+    (Split::Test, 500),
+];
 /// Number of files in a complete demo set.
 pub const TOTAL: usize = 4000;
 
@@ -76,7 +80,10 @@ pub fn read_idx(path: &Path) -> Result<Idx, DemoError> {
         return Err(bad("bad magic number".into()));
     }
     if raw[2] != 0x08 {
-        return Err(bad(format!("data type 0x{:02x}, expected 0x08 (u8)", raw[2])));
+        return Err(bad(format!(
+            "data type 0x{:02x}, expected 0x08 (u8)",
+            raw[2]
+        )));
     }
     let ndim = usize::from(raw[3]);
     let header = 4 + 4 * ndim;
@@ -112,7 +119,11 @@ pub struct DemoImage {
 fn images_and_labels(dir: &Path, prefix: &str) -> Result<(Idx, Idx), DemoError> {
     let find = |stem: &str| -> PathBuf {
         let gz = dir.join(format!("{prefix}-{stem}.gz"));
-        if gz.exists() { gz } else { dir.join(format!("{prefix}-{stem}")) }
+        if gz.exists() {
+            gz
+        } else {
+            dir.join(format!("{prefix}-{stem}"))
+        }
     };
     let (ip, lp) = (find("images-idx3-ubyte"), find("labels-idx1-ubyte"));
     let images = read_idx(&ip)?;

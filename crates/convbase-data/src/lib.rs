@@ -16,12 +16,18 @@ pub mod split;
 
 use std::path::Path;
 
-pub use decode::{BadImage, Decoded, ImageError, MAX_DECODED_BYTES, MAX_SIDE, decode, decode_rgb8, load_rgb8};
+pub use decode::{
+    BadImage, Decoded, ImageError, MAX_DECODED_BYTES, MAX_SIDE, decode, decode_rgb8, load_rgb8,
+};
 pub use resize::{ResizeFilter, resize, resize_to};
 
 /// Decode -> RGB8 -> resize -> HWC RGB `f32` in `0..=255` (length `size * size * 3`): the
 /// layout the conv base's `Preprocess` takes.
-pub fn load_for_network(path: &Path, size: u32, filter: ResizeFilter) -> Result<Vec<f32>, ImageError> {
+pub fn load_for_network(
+    path: &Path,
+    size: u32,
+    filter: ResizeFilter,
+) -> Result<Vec<f32>, ImageError> {
     let img = resize(&load_rgb8(path)?, size, filter);
     Ok(img.into_raw().into_iter().map(f32::from).collect())
 }

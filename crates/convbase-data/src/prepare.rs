@@ -174,7 +174,10 @@ pub fn prepare(
                     walk(&root, &rel, class, Some(*s), &mut entries)?;
                 }
             }
-            (all.into_iter().collect::<Vec<_>>(), by_split.into_keys().collect::<Vec<_>>())
+            (
+                all.into_iter().collect::<Vec<_>>(),
+                by_split.into_keys().collect::<Vec<_>>(),
+            )
         }
         Layout::Flat { spec, .. } => {
             for class in &top {
@@ -244,7 +247,11 @@ fn layout_err(root: &Path, problem: String) -> PrepareError {
 }
 
 /// Sub-folder names of `dir`, sorted; files and hidden folders go to `ignored`.
-fn list_dirs(dir: &Path, rel: &str, ignored: &mut Vec<String>) -> Result<Vec<String>, PrepareError> {
+fn list_dirs(
+    dir: &Path,
+    rel: &str,
+    ignored: &mut Vec<String>,
+) -> Result<Vec<String>, PrepareError> {
     let mut names = Vec::new();
     for item in fs::read_dir(dir).map_err(io_err(dir))? {
         let item = item.map_err(io_err(dir))?;
@@ -294,7 +301,13 @@ fn walk(
         Ok(l) => l,
         // The class folder itself must be readable; deeper ones become a bad row.
         Err(e) if rel.matches('/').count() > usize::from(split.is_some()) => {
-            out.push(entry(&dir, rel, class, split, Some(format!("unreadable folder: {e}"))));
+            out.push(entry(
+                &dir,
+                rel,
+                class,
+                split,
+                Some(format!("unreadable folder: {e}")),
+            ));
             return Ok(());
         }
         Err(e) => return Err(io_err(&dir)(e)),

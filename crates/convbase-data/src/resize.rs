@@ -58,7 +58,9 @@ impl FromStr for ResizeFilter {
             .into_iter()
             .find(|f| f.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown resize filter `{s}` (expected nearest, bilinear, bicubic or lanczos3)")
+                format!(
+                    "unknown resize filter `{s}` (expected nearest, bilinear, bicubic or lanczos3)"
+                )
             })
     }
 }
@@ -100,7 +102,9 @@ fn nearest_table(input: u32, output: u32) -> Vec<u32> {
 fn nearest(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let xs = nearest_table(img.width(), width);
     let ys = nearest_table(img.height(), height);
-    RgbImage::from_fn(width, height, |x, y| *img.get_pixel(xs[x as usize], ys[y as usize]))
+    RgbImage::from_fn(width, height, |x, y| {
+        *img.get_pixel(xs[x as usize], ys[y as usize])
+    })
 }
 
 struct Filter {
@@ -202,7 +206,11 @@ fn clip8(acc: i64) -> u8 {
 /// Applies `kernel` along one axis of an interleaved RGB buffer of `w` x `h`.
 fn pass(src: &[u8], w: usize, h: usize, kernel: &Kernel, horizontal: bool) -> Vec<u8> {
     let out_len = kernel.starts.len();
-    let (ow, oh) = if horizontal { (out_len, h) } else { (w, out_len) };
+    let (ow, oh) = if horizontal {
+        (out_len, h)
+    } else {
+        (w, out_len)
+    };
     let mut out = vec![0u8; ow * oh * 3];
     for oy in 0..oh {
         for ox in 0..ow {

@@ -44,7 +44,11 @@ fn nearest_reproduces_pillow_exactly() {
         let src = load_rgb8(&golden(&format!("{name}.png"))).unwrap();
         let ours = resize(&src, 150, ResizeFilter::Nearest);
         let pil = golden_rgb(&format!("{name}.nearest150.png"));
-        assert_eq!(diff(&ours, &pil), (0, 0), "{name}: nearest differs from Pillow");
+        assert_eq!(
+            diff(&ours, &pil),
+            (0, 0),
+            "{name}: nearest differs from Pillow"
+        );
     }
 }
 
@@ -96,7 +100,10 @@ fn cmyk_jpeg_made_by_pillow_decodes_to_its_colours() {
     let ours = load_rgb8(&golden("cmyk.jpg")).unwrap();
     let pil = golden_rgb("cmyk.rgb.png");
     let (max, _) = diff(&ours, &pil);
-    assert!(max <= 8, "CMYK JPEG differs from Pillow's decoding by {max}");
+    assert!(
+        max <= 8,
+        "CMYK JPEG differs from Pillow's decoding by {max}"
+    );
     // Centres of the six colour blocks the dev script painted.
     let colours = [
         [220, 30, 30],
@@ -107,7 +114,9 @@ fn cmyk_jpeg_made_by_pillow_decodes_to_its_colours() {
         [250, 200, 20],
     ];
     for (i, want) in colours.iter().enumerate() {
-        let p = ours.get_pixel((i as u32 % 3) * 16 + 8, (i as u32 / 3) * 16 + 8).0;
+        let p = ours
+            .get_pixel((i as u32 % 3) * 16 + 8, (i as u32 / 3) * 16 + 8)
+            .0;
         for c in 0..3 {
             assert!(
                 p[c].abs_diff(want[c]) <= 12,
@@ -128,7 +137,10 @@ fn exif_orientation_is_applied() {
     let top = ours.get_pixel(10, 5).0;
     let bottom = ours.get_pixel(10, 34).0;
     assert!(top[0] > 200 && top[2] < 60, "top {top:?} not red");
-    assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?} not blue");
+    assert!(
+        bottom[2] > 200 && bottom[0] < 60,
+        "bottom {bottom:?} not blue"
+    );
 }
 
 #[test]

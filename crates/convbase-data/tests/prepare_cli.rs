@@ -85,7 +85,10 @@ fn presplit_layout_round_trips_through_the_binary() {
         assert_eq!(r.label, i32::from(class == "dogs"));
         assert_eq!(r.status, "ok", "{}", r.path);
         let bytes = std::fs::read(root.join(&r.path)).unwrap();
-        assert_eq!(r.sha256.as_deref(), Some(hex::encode(Sha256::digest(&bytes)).as_str()));
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&bytes)).as_str())
+        );
         assert_eq!(r.bytes, Some(bytes.len() as u64));
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!((r.width, r.height), (Some(img.width()), Some(img.height())));
@@ -137,7 +140,12 @@ fn flat_split_is_deterministic_stratified_and_stable() {
     for class in ["cats", "dogs"] {
         pngs(&root.join(class), class, 0, 100);
     }
-    let spec = ["--split", "train=0.6,validation=0.2,test=0.2", "--seed", "7"];
+    let spec = [
+        "--split",
+        "train=0.6,validation=0.2,test=0.2",
+        "--seed",
+        "7",
+    ];
     let a = ok_manifest(&root, &dir.path().join("a.parquet"), &spec);
     let b = ok_manifest(&root, &dir.path().join("b.parquet"), &spec);
     assert_eq!(a, b, "same files, spec and seed: same manifest");
@@ -146,14 +154,18 @@ fn flat_split_is_deterministic_stratified_and_stable() {
         "split train=0.6,validation=0.2,test=0.2 seed 7"
     );
     for class in ["cats", "dogs"] {
-        for (split, frac) in [(Split::Train, 0.6), (Split::Validation, 0.2), (Split::Test, 0.2)] {
+        for (split, frac) in [
+            (Split::Train, 0.6),
+            (Split::Validation, 0.2),
+            (Split::Test, 0.2),
+        ] {
             let n = a
                 .rows
                 .iter()
                 .filter(|r| r.class == class && r.split == split)
                 .count();
             // Binomial(100, p): within 4 standard deviations.
-            let sd = (100.0 * frac * (1.0 - frac) as f64).sqrt();
+            let sd: f64 = (100.0 * frac * (1.0 - frac)).sqrt();
             assert!(
                 (n as f64 - 100.0 * frac).abs() <= 4.0 * sd,
                 "{class} {split}: {n} of 100"
@@ -176,7 +188,12 @@ fn flat_split_is_deterministic_stratified_and_stable() {
     let d = ok_manifest(
         &root,
         &dir.path().join("d.parquet"),
-        &["--split", "train=0.6,validation=0.2,test=0.2", "--seed", "8"],
+        &[
+            "--split",
+            "train=0.6,validation=0.2,test=0.2",
+            "--seed",
+            "8",
+        ],
     );
     let moved = splits_by_path(&d)
         .iter()
@@ -190,7 +207,10 @@ fn expect_rejected(root: &Path, extra: &[&str], message: &str) {
     let o = prepare(root, &out, extra);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains(message), "expected `{message}` in: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "expected `{message}` in: {stderr}"
+    );
     assert!(!out.exists(), "no manifest on rejection");
 }
 
@@ -205,22 +225,38 @@ fn layouts_that_cannot_be_prepared_are_rejected() {
     let missing = dir.path().join("missing");
     presplit(&missing, "validation");
     std::fs::remove_dir_all(missing.join("validation/dogs")).unwrap();
-    expect_rejected(&missing, &[], "split `validation` has no folder for class `dogs`");
+    expect_rejected(
+        &missing,
+        &[],
+        "split `validation` has no folder for class `dogs`",
+    );
 
     let empty_class = dir.path().join("empty_class");
     presplit(&empty_class, "validation");
     for f in std::fs::read_dir(empty_class.join("test/cats")).unwrap() {
         std::fs::write(f.unwrap().path(), b"").unwrap();
     }
-    expect_rejected(&empty_class, &[], "split `test` has no usable image of class `cats`");
+    expect_rejected(
+        &empty_class,
+        &[],
+        "split `test` has no usable image of class `cats`",
+    );
 
     let flat = dir.path().join("flat");
     pngs(&flat.join("cats"), "cats", 0, 2);
     pngs(&flat.join("dogs"), "dogs", 0, 2);
     expect_rejected(&flat, &[], "pass --split");
-    expect_rejected(&missing, &["--split", "train=0.5,validation=0.5"], "drop --split");
+    expect_rejected(
+        &missing,
+        &["--split", "train=0.5,validation=0.5"],
+        "drop --split",
+    );
 
-    let o = prepare(&flat, &dir.path().join("x.parquet"), &["--split", "train=0.5"]);
+    let o = prepare(
+        &flat,
+        &dir.path().join("x.parquet"),
+        &["--split", "train=0.5"],
+    );
     assert_eq!(o.status.code(), Some(2), "bad --split is a usage error");
 }
 
@@ -234,12 +270,32 @@ fn bad_data_set(root: &Path) -> Vec<(PathBuf, &'static str)> {
         bad.push((PathBuf::from(format!("train/cats/{name}")), reason));
     };
     add("zero.jpg", b"", "empty file");
-    add("cut.jpg", &common::truncated(&common::jpeg(64, 48, 2), 0.6), "truncated JPEG");
-    add("cut.png", &common::truncated(&common::png(64, 48, 2), 0.5), "corrupt Png");
-    add(".DS_Store", b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00", "not an image");
-    add("Thumbs.db", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "not an image");
+    add(
+        "cut.jpg",
+        &common::truncated(&common::jpeg(64, 48, 2), 0.6),
+        "truncated JPEG",
+    );
+    add(
+        "cut.png",
+        &common::truncated(&common::png(64, 48, 2), 0.5),
+        "corrupt Png",
+    );
+    add(
+        ".DS_Store",
+        b"\x00\x00\x00\x01Bud1\x00\x00\x10\x00",
+        "not an image",
+    );
+    add(
+        "Thumbs.db",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00",
+        "not an image",
+    );
     add("README.md", b"# About these cats\n", "not an image");
-    add("bomb.png", &common::png_bomb(50_000), "too large: declares 50000x50000");
+    add(
+        "bomb.png",
+        &common::png_bomb(50_000),
+        "too large: declares 50000x50000",
+    );
     std::os::unix::fs::symlink(d.join("gone.png"), d.join("dangling.png")).unwrap();
     bad.push(("train/cats/dangling.png".into(), "broken symlink"));
     let odd = OsStr::from_bytes(b"caf\xe9.png");
@@ -268,7 +324,12 @@ fn bad_inputs_are_recorded_and_the_run_goes_on() {
     let rows: BTreeMap<_, _> = m.rows.iter().map(|r| (r.path.clone(), r)).collect();
     for (path, reason) in &bad {
         let r = rows[path.to_str().unwrap()];
-        assert!(r.status.contains(reason), "{}: status `{}`", r.path, r.status);
+        assert!(
+            r.status.contains(reason),
+            "{}: status `{}`",
+            r.path,
+            r.status
+        );
         assert_eq!(r.class, "cats");
         assert_eq!((r.width, r.height, r.color.as_ref()), (None, None, None));
     }
@@ -323,7 +384,13 @@ fn help_documents_layouts_split_rule_and_exit_codes() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&o.stdout);
-    for needle in ["Exit codes:", "--strict", "SHA-256 of (seed", "ROOT/CLASS/*", "val"] {
+    for needle in [
+        "Exit codes:",
+        "--strict",
+        "SHA-256 of (seed",
+        "ROOT/CLASS/*",
+        "val",
+    ] {
         assert!(help.contains(needle), "--help lacks `{needle}`");
     }
 }

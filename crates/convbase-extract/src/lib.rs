@@ -159,7 +159,6 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         classes: manifest.meta.classes.clone(),
         dataset_root: root.to_string_lossy().into_owned(),
     };
-    let dim = provenance.dim();
 
     // Earlier output: reused when compatible; up to date when it is exactly this run's result.
     let mut pool = Pool::default();

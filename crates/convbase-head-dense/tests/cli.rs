@@ -276,9 +276,9 @@ fn balanced_class_weights_are_recorded() {
     let out = tmp.path().join("run");
     let o = train(&features, &out, &["--epochs", "1", "--class-weight", "balanced"]);
     assert!(o.status.success());
-    let w = config(&out)["class_weights"].clone();
+    let w: Vec<f64> = serde_json::from_value(config(&out)["class_weights"].clone()).unwrap();
     // 80 / (2 * 60) and 80 / (2 * 20).
-    assert_eq!(w, serde_json::json!([80.0f32 / 120.0, 2.0]));
+    assert!((w[0] - 2.0 / 3.0).abs() < 1e-6 && w[1] == 2.0, "{w:?}");
     let bad = run(&[
         "train", "--features", features.to_str().unwrap(), "--out",
         tmp.path().join("bad").to_str().unwrap(), "--class-weight", "cows=2",
@@ -313,4 +313,35 @@ fn seed_sized_training_time() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     eprintln!("{}", String::from_utf8_lossy(&o.stderr));
     eprintln!("whole command: {:.2}s", t0.elapsed().as_secs_f64());
+}
+
+/// The loss of one batch under class weights: sum(w[y_i] * l_i) / batch, as Keras.
+#[test]
+fn class_weights_scale_each_sample_loss() {
+    use convbase_head_dense::{DenseConfig, DenseHead};
+    use convbase_train::data::ClassWeights;
+    use convbase_train::{Model, OptimizerConfig, SeededMasks, Trainer};
+
+    let config = DenseConfig { width: 8, depth: 1, dropout: 0.0 };
+    let mut noise = common::Noise::new(3);
+    let x: Vec<f32> = (0..6 * 5).map(|_| noise.normal()).collect();
+    let x = Tensor::from_vec(x, (6, 5), &Device::Cpu).unwrap();
+    let labels = [0, 1, 1, 0, 1, 0];
+    let loss = |weights: Option<Vec<f32>>| {
+        let model = Model::<DenseHead>::init(&config, 5, 2, 11).unwrap();
+        let opt = OptimizerConfig::Sgd { lr: 0.0, momentum: 0.0 }.build(model.vars());
+        let mut t = Trainer::new(model, opt, weights.map(ClassWeights));
+        let mut masks = SeededMasks(convbase_train::rng::rng(0, convbase_train::rng::Stream::Dropout));
+        t.step(&x, &labels, &mut masks).unwrap().loss
+    };
+    let plain = loss(None);
+    let doubled = loss(Some(vec![2.0, 2.0]));
+    assert!((doubled - 2.0 * plain).abs() < 1e-6, "{doubled} vs 2 x {plain}");
+    // Class 0 only, and class 1 only, add up to the unweighted loss.
+    let zeros = loss(Some(vec![1.0, 0.0]));
+    let ones = loss(Some(vec![0.0, 1.0]));
+    assert!(zeros > 0.0 && ones > 0.0);
+    assert!((zeros + ones - plain).abs() < 1e-6, "{zeros} + {ones} vs {plain}");
+    let tilted = loss(Some(vec![1.0, 3.0]));
+    assert!((tilted - (zeros + 3.0 * ones)).abs() < 1e-5);
 }

@@ -40,7 +40,7 @@ fn metrics_match_scikit_learn_goldens() {
             let want = want.as_f64().unwrap();
             assert!(
                 (got - want).abs() < 1e-9,
-                "{name}: {what} = {got}, scikit-learn says {want}"
+                "{name}: {what} = {got}, golden (numpy/scikit-learn) says {want}"
             );
         };
         assert_eq!(m.count, e["count"].as_u64().unwrap() as usize, "{name}");

@@ -42,7 +42,11 @@ fn main() -> ExitCode {
             other => anyhow::Error::new(other),
         })?;
         if written {
-            tracing::info!("wrote {} images under {}", demo::TOTAL, args.out_dir.display());
+            tracing::info!(
+                "wrote {} images under {}",
+                demo::TOTAL,
+                args.out_dir.display()
+            );
         } else {
             tracing::info!("{} is complete; nothing to do", args.out_dir.display());
         }

@@ -89,7 +89,13 @@ fn body(args: &Args) -> anyhow::Result<()> {
         tracing::warn!(
             "{} entries outside any class folder ignored: {}",
             prepared.ignored.len(),
-            prepared.ignored.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ")
+            prepared
+                .ignored
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if !bad.is_empty() {
@@ -98,7 +104,10 @@ fn body(args: &Args) -> anyhow::Result<()> {
             tracing::warn!("  {}: {}", r.path, r.status);
         }
         if bad.len() > SHOWN {
-            tracing::warn!("  ... and {} more (see the manifest's status column)", bad.len() - SHOWN);
+            tracing::warn!(
+                "  ... and {} more (see the manifest's status column)",
+                bad.len() - SHOWN
+            );
         }
         if args.strict {
             return Err(InputRejected(format!(

@@ -23,11 +23,17 @@ pub fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 }
 
 pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    encode(&DynamicImage::ImageRgb8(pattern(w, h, seed)), ImageFormat::Png)
+    encode(
+        &DynamicImage::ImageRgb8(pattern(w, h, seed)),
+        ImageFormat::Png,
+    )
 }
 
 pub fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    encode(&DynamicImage::ImageRgb8(pattern(w, h, seed)), ImageFormat::Jpeg)
+    encode(
+        &DynamicImage::ImageRgb8(pattern(w, h, seed)),
+        ImageFormat::Jpeg,
+    )
 }
 
 fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -49,7 +55,11 @@ pub fn png_bomb(side: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
     png_chunk(&mut out, b"IHDR", &ihdr);
     // A zlib stream of a few zero bytes: far less data than declared.
-    png_chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    png_chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
     png_chunk(&mut out, b"IEND", &[]);
     out
 }

@@ -62,6 +62,7 @@ pub fn write_features(path: &Path, spec: &Spec) {
                 let views = if *split == Split::Train { spec.views } else { 1 };
                 for view in 0..views {
                     batch.paths.push(format!("{split}/class{class}/{i}.png"));
+                    batch.sha256.push(format!("{:064x}", batch.paths.len() as u64 - u64::from(view)));
                     batch.labels.push(class as i32);
                     batch.splits.push(*split);
                     batch.views.push(view);
