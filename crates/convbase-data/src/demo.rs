@@ -234,3 +234,111 @@ pub fn write(idx_dir: &Path, out_dir: &Path) -> Result<bool, DemoError> {
     fs::rename(&tmp, out_dir).map_err(io_err(out_dir))?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        for d in dims {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Fake Fashion-MNIST files of 2x3 images, labels cycling 0, 6, 3; image i's pixels
+    /// hold i's low byte, so a written file shows which image it came from.
+    fn fake(dir: &Path, prefix: &str, n: usize, compress: bool) {
+        let labels: Vec<u8> = (0..n).map(|i| [0, 6, 3][i % 3]).collect();
+        let pixels: Vec<u8> = (0..n).flat_map(|i| [i as u8; 6]).collect();
+        let write = |name: &str, bytes: Vec<u8>| {
+            let (name, bytes) = if compress {
+                (format!("{name}.gz"), gz(&bytes))
+            } else {
+                (name.to_string(), bytes)
+            };
+            fs::write(dir.join(name), bytes).unwrap();
+        };
+        write(
+            &format!("{prefix}-images-idx3-ubyte"),
+            idx_bytes(&[n as u32, 3, 2], &pixels),
+        );
+        write(
+            &format!("{prefix}-labels-idx1-ubyte"),
+            idx_bytes(&[n as u32], &labels),
+        );
+    }
+
+    #[test]
+    fn idx_reader_checks_header_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        fs::write(&p, gz(&idx_bytes(&[2, 1, 2], &[1, 2, 3, 4]))).unwrap();
+        let idx = read_idx(&p).unwrap();
+        assert_eq!((idx.dims, idx.data), (vec![2, 1, 2], vec![1, 2, 3, 4]));
+        fs::write(&p, idx_bytes(&[2, 1, 2], &[1, 2, 3])).unwrap();
+        assert!(
+            read_idx(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("need 4 bytes")
+        );
+        let mut floats = idx_bytes(&[1], &[0, 0, 0, 0]);
+        floats[2] = 0x0D;
+        fs::write(&p, floats).unwrap();
+        assert!(read_idx(&p).unwrap_err().to_string().contains("0x0d"));
+    }
+
+    #[test]
+    fn writes_the_selection_once_and_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        fake(dir.path(), "train", 4500, true);
+        fake(dir.path(), "t10k", 1500, false);
+        let out = dir.path().join("demo");
+        assert!(write(dir.path(), &out).unwrap());
+        let names = |split: &str, class: &str| {
+            let mut v: Vec<String> = fs::read_dir(out.join(split).join(class))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort_by_key(|n| n.split('.').nth(1).unwrap().parse::<usize>().unwrap());
+            v
+        };
+        // Shirt (label 6) is at indices 1, 4, 7, ...: the 1001st is index 3001.
+        let shirt_val = names("validation", "shirt");
+        assert_eq!(shirt_val.len(), 500);
+        assert_eq!(shirt_val[0], "shirt.3001.png");
+        assert_eq!(names("train", "tshirt").last().unwrap(), "tshirt.2997.png");
+        assert_eq!(names("test", "tshirt").len(), 500);
+        let img = image::open(out.join("validation/shirt/shirt.3001.png")).unwrap();
+        assert_eq!(img.color(), image::ColorType::L8);
+        assert_eq!(img.to_luma8().into_raw(), vec![(3001 % 256) as u8; 6]);
+        assert!(!write(dir.path(), &out).unwrap(), "complete: nothing to do");
+        // An incomplete tree is rebuilt whole; no temporary folder is left behind.
+        fs::remove_file(out.join("test/shirt/shirt.1.png")).unwrap();
+        assert!(write(dir.path(), &out).unwrap());
+        assert!(out.join("test/shirt/shirt.1.png").is_file());
+        let leftovers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp.")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+}

@@ -165,7 +165,7 @@ fn flat_split_is_deterministic_stratified_and_stable() {
                 .filter(|r| r.class == class && r.split == split)
                 .count();
             // Binomial(100, p): within 4 standard deviations.
-            let sd: f64 = (100.0 * frac * (1.0 - frac)).sqrt();
+            let sd = f64::sqrt(100.0 * frac * (1.0 - frac));
             assert!(
                 (n as f64 - 100.0 * frac).abs() <= 4.0 * sd,
                 "{class} {split}: {n} of 100"

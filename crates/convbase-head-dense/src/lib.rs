@@ -46,7 +46,12 @@ impl Head for DenseHead {
         Dense(256, relu) -> Dropout(0.5) -> Dense(1, sigmoid), trained with RMSprop(2e-5).";
     type Config = DenseConfig;
 
-    fn build(config: &DenseConfig, inputs: usize, units: usize, params: &mut Params) -> Result<Self> {
+    fn build(
+        config: &DenseConfig,
+        inputs: usize,
+        units: usize,
+        params: &mut Params,
+    ) -> Result<Self> {
         if !(0.0..1.0).contains(&config.dropout) {
             return Err(TrainError::Rejected(format!(
                 "dropout {} outside [0, 1)",

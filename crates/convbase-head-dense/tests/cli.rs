@@ -49,17 +49,21 @@ fn history(run_dir: &Path) -> Vec<String> {
 }
 
 fn weights(run_dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut w: Vec<_> = candle_core::safetensors::load(run_dir.join("model.safetensors"), &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, t): (String, Tensor)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect();
+    let mut w: Vec<_> =
+        candle_core::safetensors::load(run_dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t): (String, Tensor)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
 }
 
 fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -75,12 +79,24 @@ fn run_dir_is_complete_and_the_head_learns() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("epoch 6/6 loss"), "{stderr}");
 
-    let names: Vec<_> = listing(&out).iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    let names: Vec<_> = listing(&out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
     assert_eq!(
         names,
-        ["config.json", "curves.png", "history.csv", "model.safetensors", "predictions.parquet"]
+        [
+            "config.json",
+            "curves.png",
+            "history.csv",
+            "model.safetensors",
+            "predictions.parquet"
+        ]
     );
-    assert!(!tmp.path().join("run.tmp").exists(), "staging directory gone");
+    assert!(
+        !tmp.path().join("run.tmp").exists(),
+        "staging directory gone"
+    );
 
     let c = config(&out);
     assert_eq!(c["head"], "convbase-head-dense");
@@ -97,7 +113,11 @@ fn run_dir_is_complete_and_the_head_learns() {
     assert_eq!(lines[0], "epoch,loss,acc,val_loss,val_acc,seconds");
     assert_eq!(lines.len(), 7);
     let last: Vec<f64> = lines[6].split(',').map(|v| v.parse().unwrap()).collect();
-    assert!(last[4] > 0.9, "validation accuracy on separable clusters: {}", last[4]);
+    assert!(
+        last[4] > 0.9,
+        "validation accuracy on separable clusters: {}",
+        last[4]
+    );
 
     let img = image::open(out.join("curves.png")).unwrap();
     assert_eq!((img.width(), img.height()), (1200, 500));
@@ -142,12 +162,20 @@ fn same_seed_same_run_other_seed_differs() {
         .enumerate()
         .map(|(i, seed)| {
             let out = tmp.path().join(format!("run{i}"));
-            assert!(train(&features, &out, &["--epochs", "3", "--seed", seed]).status.success());
+            assert!(
+                train(&features, &out, &["--epochs", "3", "--seed", seed])
+                    .status
+                    .success()
+            );
             out
         })
         .collect();
     assert_eq!(history(&runs[0]), history(&runs[1]));
-    assert_eq!(weights(&runs[0]), weights(&runs[1]), "bitwise-identical weights");
+    assert_eq!(
+        weights(&runs[0]),
+        weights(&runs[1]),
+        "bitwise-identical weights"
+    );
     assert_ne!(history(&runs[0]), history(&runs[2]));
     assert_ne!(weights(&runs[0]), weights(&runs[2]));
 }
@@ -158,7 +186,11 @@ fn predict_refuses_incompatible_features_and_writes_nothing() {
     let features = tmp.path().join("features.parquet");
     two_clusters(&features);
     let out = tmp.path().join("run");
-    assert!(train(&features, &out, &["--epochs", "1", "--seed", "3"]).status.success());
+    assert!(
+        train(&features, &out, &["--epochs", "1", "--seed", "3"])
+            .status
+            .success()
+    );
     let spec = |layer| Spec {
         dim: 32,
         counts: [&[5, 5], &[5, 5], &[5, 5]],
@@ -169,7 +201,13 @@ fn predict_refuses_incompatible_features_and_writes_nothing() {
     let other_layer = tmp.path().join("block4.parquet");
     write_features(&other_layer, &spec("block4_pool"));
     let other_dim = tmp.path().join("dim.parquet");
-    write_features(&other_dim, &Spec { dim: 8, ..spec("block5_pool") });
+    write_features(
+        &other_dim,
+        &Spec {
+            dim: 8,
+            ..spec("block5_pool")
+        },
+    );
     for (bad, field) in [(&other_layer, "layer"), (&other_dim, "feature_shape")] {
         let pred = tmp.path().join("pred.parquet");
         let o = run(&[
@@ -183,11 +221,20 @@ fn predict_refuses_incompatible_features_and_writes_nothing() {
         ]);
         assert_eq!(o.status.code(), Some(3), "input rejected");
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains(field) && stderr.contains("not compatible"), "{stderr}");
+        assert!(
+            stderr.contains(field) && stderr.contains("not compatible"),
+            "{stderr}"
+        );
         assert!(!pred.exists());
     }
-    let files: Vec<_> = listing(tmp.path()).iter().map(|p| p.file_name().unwrap().to_owned()).collect();
-    assert_eq!(files, ["block4.parquet", "dim.parquet", "features.parquet", "run"]);
+    let files: Vec<_> = listing(tmp.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        files,
+        ["block4.parquet", "dim.parquet", "features.parquet", "run"]
+    );
 }
 
 #[test]
@@ -196,10 +243,18 @@ fn a_run_of_another_head_is_refused() {
     let features = tmp.path().join("features.parquet");
     two_clusters(&features);
     let out = tmp.path().join("run");
-    assert!(train(&features, &out, &["--epochs", "1", "--seed", "3"]).status.success());
-    let err = convbase_train::TrainedModel::<convbase_head_linear::LinearHead>::load(&out).unwrap_err();
+    assert!(
+        train(&features, &out, &["--epochs", "1", "--seed", "3"])
+            .status
+            .success()
+    );
+    let err =
+        convbase_train::TrainedModel::<convbase_head_linear::LinearHead>::load(&out).unwrap_err();
     assert!(matches!(err, convbase_train::TrainError::Model { .. }));
-    assert!(err.to_string().contains("trained by convbase-head-dense"), "{err}");
+    assert!(
+        err.to_string().contains("trained by convbase-head-dense"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -234,7 +289,17 @@ fn early_stopping_restores_the_best_epoch() {
     let o = train(
         &features,
         &stopped,
-        &["--epochs", "10", "--seed", "5", "--patience", "2", "--min-delta", "100", "--keep-best"],
+        &[
+            "--epochs",
+            "10",
+            "--seed",
+            "5",
+            "--patience",
+            "2",
+            "--min-delta",
+            "100",
+            "--keep-best",
+        ],
     );
     assert!(o.status.success());
     let c = config(&stopped);
@@ -244,7 +309,11 @@ fn early_stopping_restores_the_best_epoch() {
     assert_eq!(c["outcome"]["weights_epoch"], 1);
     assert_eq!(history(&stopped).len(), 4);
     let one = tmp.path().join("one");
-    assert!(train(&features, &one, &["--epochs", "1", "--seed", "5"]).status.success());
+    assert!(
+        train(&features, &one, &["--epochs", "1", "--seed", "5"])
+            .status
+            .success()
+    );
     assert_eq!(weights(&stopped), weights(&one), "weights of epoch 1");
 
     // Without --keep-best the last epoch's weights stay.
@@ -252,7 +321,16 @@ fn early_stopping_restores_the_best_epoch() {
     let o = train(
         &features,
         &last,
-        &["--epochs", "10", "--seed", "5", "--patience", "2", "--min-delta", "100"],
+        &[
+            "--epochs",
+            "10",
+            "--seed",
+            "5",
+            "--patience",
+            "2",
+            "--min-delta",
+            "100",
+        ],
     );
     assert!(o.status.success());
     assert_eq!(config(&last)["outcome"]["weights_epoch"], 3);
@@ -274,14 +352,23 @@ fn balanced_class_weights_are_recorded() {
         },
     );
     let out = tmp.path().join("run");
-    let o = train(&features, &out, &["--epochs", "1", "--class-weight", "balanced"]);
+    let o = train(
+        &features,
+        &out,
+        &["--epochs", "1", "--class-weight", "balanced"],
+    );
     assert!(o.status.success());
     let w: Vec<f64> = serde_json::from_value(config(&out)["class_weights"].clone()).unwrap();
     // 80 / (2 * 60) and 80 / (2 * 20).
     assert!((w[0] - 2.0 / 3.0).abs() < 1e-6 && w[1] == 2.0, "{w:?}");
     let bad = run(&[
-        "train", "--features", features.to_str().unwrap(), "--out",
-        tmp.path().join("bad").to_str().unwrap(), "--class-weight", "cows=2",
+        "train",
+        "--features",
+        features.to_str().unwrap(),
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+        "--class-weight",
+        "cows=2",
     ]);
     assert_eq!(bad.status.code(), Some(3));
 }
@@ -307,7 +394,15 @@ fn seed_sized_training_time() {
     let out = tmp.path().join("run");
     let t0 = std::time::Instant::now();
     let o = Command::new(BIN)
-        .args(["train", "--features", features.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", "1"])
+        .args([
+            "train",
+            "--features",
+            features.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -322,26 +417,43 @@ fn class_weights_scale_each_sample_loss() {
     use convbase_train::data::ClassWeights;
     use convbase_train::{Model, OptimizerConfig, SeededMasks, Trainer};
 
-    let config = DenseConfig { width: 8, depth: 1, dropout: 0.0 };
+    let config = DenseConfig {
+        width: 8,
+        depth: 1,
+        dropout: 0.0,
+    };
     let mut noise = common::Noise::new(3);
     let x: Vec<f32> = (0..6 * 5).map(|_| noise.normal()).collect();
     let x = Tensor::from_vec(x, (6, 5), &Device::Cpu).unwrap();
     let labels = [0, 1, 1, 0, 1, 0];
     let loss = |weights: Option<Vec<f32>>| {
         let model = Model::<DenseHead>::init(&config, 5, 2, 11).unwrap();
-        let opt = OptimizerConfig::Sgd { lr: 0.0, momentum: 0.0 }.build(model.vars());
+        let opt = OptimizerConfig::Sgd {
+            lr: 0.0,
+            momentum: 0.0,
+        }
+        .build(model.vars());
         let mut t = Trainer::new(model, opt, weights.map(ClassWeights));
-        let mut masks = SeededMasks(convbase_train::rng::rng(0, convbase_train::rng::Stream::Dropout));
+        let mut masks = SeededMasks(convbase_train::rng::rng(
+            0,
+            convbase_train::rng::Stream::Dropout,
+        ));
         t.step(&x, &labels, &mut masks).unwrap().loss
     };
     let plain = loss(None);
     let doubled = loss(Some(vec![2.0, 2.0]));
-    assert!((doubled - 2.0 * plain).abs() < 1e-6, "{doubled} vs 2 x {plain}");
+    assert!(
+        (doubled - 2.0 * plain).abs() < 1e-6,
+        "{doubled} vs 2 x {plain}"
+    );
     // Class 0 only, and class 1 only, add up to the unweighted loss.
     let zeros = loss(Some(vec![1.0, 0.0]));
     let ones = loss(Some(vec![0.0, 1.0]));
     assert!(zeros > 0.0 && ones > 0.0);
-    assert!((zeros + ones - plain).abs() < 1e-6, "{zeros} + {ones} vs {plain}");
+    assert!(
+        (zeros + ones - plain).abs() < 1e-6,
+        "{zeros} + {ones} vs {plain}"
+    );
     let tilted = loss(Some(vec![1.0, 3.0]));
     assert!((tilted - (zeros + 3.0 * ones)).abs() < 1e-5);
 }

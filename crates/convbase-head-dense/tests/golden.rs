@@ -12,8 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
 use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
 use convbase_head_dense::{DenseConfig, DenseHead};
 use convbase_head_linear::{LinearConfig, LinearHead};
 use convbase_train::data::ClassWeights;
@@ -72,7 +72,10 @@ struct GivenMasks(VecDeque<Vec<f32>>);
 
 impl DropoutMasks for GivenMasks {
     fn mask(&mut self, rows: usize, cols: usize, _rate: f32) -> Vec<f32> {
-        let m = self.0.pop_front().expect("a mask for every dropout layer and step");
+        let m = self
+            .0
+            .pop_front()
+            .expect("a mask for every dropout layer and step");
         assert_eq!(m.len(), rows * cols);
         m
     }
@@ -88,16 +91,26 @@ fn deviation<H: Head>(
     let tensors = g
         .initial
         .iter()
-        .map(|(k, a)| (k.clone(), Tensor::from_slice(&a.data, a.shape.as_slice(), &dev).unwrap()))
+        .map(|(k, a)| {
+            (
+                k.clone(),
+                Tensor::from_slice(&a.data, a.shape.as_slice(), &dev).unwrap(),
+            )
+        })
         .collect();
-    let model =
-        Model::<H>::from_tensors(config, g.inputs, g.classes, tensors, Path::new("golden")).unwrap();
+    let model = Model::<H>::from_tensors(config, g.inputs, g.classes, tensors, Path::new("golden"))
+        .unwrap();
     let opt = optimizer(model.vars());
     let mut trainer = Trainer::new(model, opt, g.class_weight.clone().map(ClassWeights));
     let mut worst = 0f32;
     for step in &g.steps {
         let x = Tensor::from_slice(&step.x.data, step.x.shape.as_slice(), &dev).unwrap();
-        let masks = step.masks.iter().flatten().map(|m| m.data.clone()).collect();
+        let masks = step
+            .masks
+            .iter()
+            .flatten()
+            .map(|m| m.data.clone())
+            .collect();
         let mut masks = GivenMasks(masks);
         let s = trainer.step(&x, &step.labels, &mut masks).unwrap();
         assert!(masks.0.is_empty(), "every given mask used");
@@ -187,7 +200,13 @@ struct TorchRmsProp {
 impl TorchRmsProp {
     fn new(vars: Vec<Var>, lr: f32, rho: f32, eps: f32) -> Self {
         let v = vars.iter().map(|v| vec![0.0; v.elem_count()]).collect();
-        TorchRmsProp { vars, v, lr, rho, eps }
+        TorchRmsProp {
+            vars,
+            v,
+            lr,
+            rho,
+            eps,
+        }
     }
 }
 
@@ -223,7 +242,10 @@ fn planted_pytorch_rmsprop_fails_the_comparison() {
     let d = deviation::<DenseHead>(&g, &config, |vars| {
         Box::new(TorchRmsProp::new(vars, lr as f32, rho as f32, eps as f32))
     });
-    assert!(d > 10.0 * TOL, "epsilon inside the root went unnoticed: {d}");
+    assert!(
+        d > 10.0 * TOL,
+        "epsilon inside the root went unnoticed: {d}"
+    );
     // Only rho changed to PyTorch's 0.99.
     let d = deviation::<DenseHead>(&g, &config, |vars| {
         OptimizerConfig::Rmsprop { lr, rho: 0.99, eps }.build(vars)
@@ -234,11 +256,24 @@ fn planted_pytorch_rmsprop_fails_the_comparison() {
 #[test]
 fn planted_adamw_without_decay_fails_the_comparison() {
     let g = load("dense_binary_adamw");
-    let OptimizerConfig::Adamw { lr, beta1, beta2, eps, .. } = g.optimizer else {
+    let OptimizerConfig::Adamw {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        ..
+    } = g.optimizer
+    else {
         panic!("an AdamW golden")
     };
     let d = deviation::<DenseHead>(&g, &dense_config(&g), |vars| {
-        OptimizerConfig::Adam { lr, beta1, beta2, eps }.build(vars)
+        OptimizerConfig::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+        }
+        .build(vars)
     });
     assert!(d > 10.0 * TOL, "missing weight decay went unnoticed: {d}");
 }

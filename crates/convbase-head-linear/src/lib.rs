@@ -29,9 +29,17 @@ impl Head for LinearHead {
         with the same train/predict contracts as convbase-head-dense.";
     type Config = LinearConfig;
 
-    fn build(config: &LinearConfig, inputs: usize, units: usize, params: &mut Params) -> Result<Self> {
+    fn build(
+        config: &LinearConfig,
+        inputs: usize,
+        units: usize,
+        params: &mut Params,
+    ) -> Result<Self> {
         if !(config.l2.is_finite() && config.l2 >= 0.0) {
-            return Err(TrainError::Rejected(format!("--l2 {} must be >= 0", config.l2)));
+            return Err(TrainError::Rejected(format!(
+                "--l2 {} must be >= 0",
+                config.l2
+            )));
         }
         Ok(LinearHead {
             output: Dense::new(params, "output", inputs, units)?,

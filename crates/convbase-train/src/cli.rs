@@ -16,8 +16,8 @@ use crate::head::{Head, Model};
 use crate::optim::OptimizerConfig;
 use crate::plot::write_curves;
 use crate::run_dir::{
-    CONFIG, CURVES, HISTORY, MODEL, PREDICTIONS, RunConfig, StagedDir, TrainedModel,
-    predict_rows, save_model,
+    CONFIG, CURVES, HISTORY, MODEL, PREDICTIONS, RunConfig, StagedDir, TrainedModel, predict_rows,
+    save_model,
 };
 
 #[derive(Debug, Parser)]
@@ -192,7 +192,9 @@ pub fn main<H: Head>() -> ExitCode {
     convbase_cli::init_logging(&cli.global);
     convbase_cli::run(|| {
         match cli.command {
-            Command::Train(t) => train::<H>(&t.features, &t.out, &t.training, &t.model, &cli.global),
+            Command::Train(t) => {
+                train::<H>(&t.features, &t.out, &t.training, &t.model, &cli.global)
+            }
             Command::Predict(p) => predict::<H>(&p.run, &p.features, &p.out),
         }
         .map_err(TrainError::into_anyhow)
@@ -305,7 +307,9 @@ pub fn train<H: Head>(
             .rows
             .iter()
             .filter(|r| r.split == split)
-            .fold((0, 0), |(n, ok), r| (n + 1, ok + (r.predicted == r.label) as usize));
+            .fold((0, 0), |(n, ok), r| {
+                (n + 1, ok + (r.predicted == r.label) as usize)
+            });
         if n > 0 {
             info!("{split}: accuracy {:.4} ({ok}/{n})", ok as f64 / n as f64);
         }

@@ -186,6 +186,70 @@ impl ClassWeight {
 mod tests {
     use super::*;
 
+    fn features_with_views() -> Features {
+        use convbase_format::{FeatureBatch, FeatureProvenance};
+        let mut rows = FeatureBatch::default();
+        // Three training images with 3 views each, one validation image with 2 views.
+        for (path, split, views) in [
+            ("a", Split::Train, 3),
+            ("b", Split::Train, 3),
+            ("c", Split::Train, 3),
+            ("v", Split::Validation, 2),
+        ] {
+            for view in 0..views {
+                rows.paths.push(path.into());
+                rows.sha256.push(path.into());
+                rows.labels.push(0);
+                rows.splits.push(split);
+                rows.views.push(view);
+                rows.values.push(view as f32);
+            }
+        }
+        Features {
+            provenance: FeatureProvenance {
+                weights_sha256: String::new(),
+                weights_source: String::new(),
+                layer: String::new(),
+                input_size: 1,
+                resize_filter: String::new(),
+                preprocess: String::new(),
+                pool: String::new(),
+                feature_shape: vec![1],
+                flatten_order: String::new(),
+                augment: String::new(),
+                manifest_sha256: String::new(),
+                classes: vec!["x".into(), "y".into()],
+                dataset_root: String::new(),
+            },
+            dim: 1,
+            rows,
+        }
+    }
+
+    #[test]
+    fn one_view_per_image_each_epoch_unless_all_views() {
+        use crate::rng::{Stream, rng};
+        let f = features_with_views();
+        let rows = Rows::new(&f).unwrap();
+        assert!(rows.has_views());
+        assert_eq!(rows.train_images.len(), 3);
+        assert_eq!(rows.train_view0, [0, 3, 6]);
+        assert_eq!(rows.validation, [9], "validation uses view 0 only");
+        let (mut views, mut shuffle) = (rng(1, Stream::Views), rng(1, Stream::Shuffle));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let epoch = rows.epoch(false, &mut views, &mut shuffle);
+            let mut images: Vec<_> = epoch.iter().map(|&i| &f.rows.paths[i]).collect();
+            images.sort();
+            assert_eq!(images, ["a", "b", "c"], "each image exactly once");
+            seen.extend(epoch.iter().map(|&i| f.rows.views[i]));
+        }
+        assert_eq!(seen.len(), 3, "every view gets drawn");
+        let mut all = rows.epoch(true, &mut views, &mut shuffle);
+        all.sort();
+        assert_eq!(all, (0..9).collect::<Vec<_>>());
+    }
+
     #[test]
     fn balanced_weights_equalise_class_totals() {
         let classes = vec!["a".to_string(), "b".to_string()];

@@ -111,10 +111,17 @@ impl<H: Head> Trainer<H> {
             let logits = m.head.forward(&x, &mut Mode::Eval)?;
             let targets = m.output.targets(&labels, &Device::Cpu)?;
             let (losses, probs) = m.output.losses(&logits, &targets)?;
-            loss_sum += losses.to_dtype(candle_core::DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+            loss_sum += losses
+                .to_dtype(candle_core::DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
             let predicted =
                 argmax_rows(&probs.flatten_all()?.to_vec1::<f32>()?, m.output.classes());
-            correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            correct += predicted
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| p == l)
+                .count();
         }
         let penalty = match m.head.penalty()? {
             Some(p) => p.to_scalar::<f32>()? as f64,
@@ -126,7 +133,9 @@ impl<H: Head> Trainer<H> {
 }
 
 fn labels_of(features: &Features, rows: &[usize]) -> Vec<u32> {
-    rows.iter().map(|&i| features.rows.labels[i] as u32).collect()
+    rows.iter()
+        .map(|&i| features.rows.labels[i] as u32)
+        .collect()
 }
 
 /// The validation metric early stopping and `--keep-best` watch.

@@ -26,8 +26,12 @@ pub trait Head: Sized {
     type Config: clap::Args + Serialize + DeserializeOwned + Clone + Debug;
 
     /// Creates (or loads, depending on `params`) the head's parameters.
-    fn build(config: &Self::Config, inputs: usize, units: usize, params: &mut Params)
-    -> Result<Self>;
+    fn build(
+        config: &Self::Config,
+        inputs: usize,
+        units: usize,
+        params: &mut Params,
+    ) -> Result<Self>;
 
     /// # Shapes
     /// `x`: (batch, inputs) -> logits (batch, units)

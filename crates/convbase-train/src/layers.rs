@@ -26,12 +26,54 @@ impl Dense {
     /// # Shapes
     /// `x`: (batch, inputs) -> (batch, units)
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(self.kernel.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())
+        let kernel = self.kernel.as_tensor();
+        let product = if x.track_op() {
+            x.matmul(kernel)?
+        } else {
+            // The input is data, not a function of parameters: skip its gradient, which
+            // candle's matmul would compute at the cost of a second forward pass.
+            x.apply_op2(kernel, DataMatmul)?
+        };
+        product.broadcast_add(self.bias.as_tensor())
     }
 
     pub fn kernel(&self) -> &Tensor {
         self.kernel.as_tensor()
+    }
+}
+
+/// `x @ kernel` where `x` needs no gradient: the backward pass computes only the kernel's.
+struct DataMatmul;
+
+impl candle_core::CustomOp2 for DataMatmul {
+    fn name(&self) -> &'static str {
+        "data-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = l1.shape().dims2()?;
+        let (k2, n) = l2.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("data-matmul: ({m}, {k}) @ ({k2}, {n})");
+        }
+        Ok((s1.matmul(s2, (1, m, n, k), l1, l2)?, (m, n).into()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _kernel: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(x.t()?.matmul(grad)?)))
     }
 }
 
@@ -80,4 +122,3 @@ pub fn dropout(x: &Tensor, rate: f32, mode: &mut Mode<'_>) -> candle_core::Resul
         _ => Ok(x.clone()),
     }
 }
-

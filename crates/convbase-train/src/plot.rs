@@ -48,8 +48,12 @@ pub fn curves_rgb(history: &[EpochMetrics]) -> Result<Vec<u8>, String> {
         let panels = root.split_evenly((1, 2));
         type Pick = fn(&EpochMetrics) -> (f32, Option<f32>);
         let specs: [(&str, &str, Pick); 2] = [
-            ("Training and validation accuracy", "accuracy", |m| (m.acc, m.val_acc)),
-            ("Training and validation loss", "loss", |m| (m.loss, m.val_loss)),
+            ("Training and validation accuracy", "accuracy", |m| {
+                (m.acc, m.val_acc)
+            }),
+            ("Training and validation loss", "loss", |m| {
+                (m.loss, m.val_loss)
+            }),
         ];
         for (area, (title, y_label, pick)) in panels.iter().zip(specs) {
             let train: Vec<(f64, f64)> = history
@@ -60,7 +64,11 @@ pub fn curves_rgb(history: &[EpochMetrics]) -> Result<Vec<u8>, String> {
                 .iter()
                 .filter_map(|m| pick(m).1.map(|v| (m.epoch as f64, v as f64)))
                 .collect();
-            let ys = train.iter().chain(&val).map(|p| p.1).filter(|v| v.is_finite());
+            let ys = train
+                .iter()
+                .chain(&val)
+                .map(|p| p.1)
+                .filter(|v| v.is_finite());
             let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                 (a.min(v), b.max(v))
             });

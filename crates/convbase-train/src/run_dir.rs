@@ -153,10 +153,11 @@ pub fn save_model<H: Head>(
         .vars()
         .iter()
         .map(|(name, var)| (name.clone(), var.as_tensor().clone()));
-    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| TrainError::Output {
-        path: path.to_path_buf(),
-        problem: format!("cannot serialise the model: {e}"),
-    })?;
+    let bytes =
+        safetensors::serialize(tensors, Some(metadata)).map_err(|e| TrainError::Output {
+            path: path.to_path_buf(),
+            problem: format!("cannot serialise the model: {e}"),
+        })?;
     write_atomically(path, |f| {
         std::io::Write::write_all(f, &bytes).map_err(|e| TrainError::io(path, e))
     })

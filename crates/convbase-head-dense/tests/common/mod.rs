@@ -59,15 +59,26 @@ pub fn write_features(path: &Path, spec: &Spec) {
     for (split, counts) in Split::ALL.iter().zip(spec.counts) {
         for (class, &n) in counts.iter().enumerate() {
             for i in 0..n {
-                let views = if *split == Split::Train { spec.views } else { 1 };
+                let views = if *split == Split::Train {
+                    spec.views
+                } else {
+                    1
+                };
                 for view in 0..views {
                     batch.paths.push(format!("{split}/class{class}/{i}.png"));
-                    batch.sha256.push(format!("{:064x}", batch.paths.len() as u64 - u64::from(view)));
+                    batch.sha256.push(format!(
+                        "{:064x}",
+                        batch.paths.len() as u64 - u64::from(view)
+                    ));
                     batch.labels.push(class as i32);
                     batch.splits.push(*split);
                     batch.views.push(view);
                     for d in 0..spec.dim {
-                        let centre = if d % classes == class { spec.separation } else { 0.0 };
+                        let centre = if d % classes == class {
+                            spec.separation
+                        } else {
+                            0.0
+                        };
                         batch.values.push(centre + noise.normal());
                     }
                 }
