@@ -6,6 +6,8 @@ Dev-only (never in the product path). One subcommand per file kind; each checks 
 contract in crates/convbase-format/README.md, and what the caller asserts on the command line.
 
   check_parquet.py manifest FILE [--rows N] [--classes a,b] [--ok N]
+  check_parquet.py features FILE [--rows N] [--classes a,b] [--dim D]
+  check_parquet.py predictions FILE [--rows N] [--classes a,b]
 
 Exits 0 and prints a one-line summary when every check passes; exits 1 with the reasons
 otherwise. To add a kind: write `check_KIND(table, meta, args) -> list[str]` returning
@@ -83,6 +85,88 @@ def check_manifest(table, meta, args):
     return problems
 
 
+FEATURE_KEYS = [
+    "convbase.weights.sha256", "convbase.weights.source", "convbase.layer",
+    "convbase.input_size", "convbase.resize_filter", "convbase.preprocess", "convbase.pool",
+    "convbase.feature_shape", "convbase.flatten_order", "convbase.augment",
+    "convbase.manifest.sha256", "convbase.classes", "convbase.dataset_root",
+    "convbase.tool_version",
+]
+
+
+def check_classes(meta, args):
+    classes = json.loads(meta.get("convbase.classes", "null"))
+    if args.classes is not None and classes != args.classes.split(","):
+        return classes, [f"footer classes {classes}, expected {args.classes.split(',')}"]
+    return classes, []
+
+
+def check_features(table, meta, args):
+    problems = [f"footer key {k} missing" for k in FEATURE_KEYS if k not in meta]
+    if problems:
+        return problems
+    shape = json.loads(meta["convbase.feature_shape"])
+    dim = 1
+    for s in shape:
+        dim *= s
+    if args.dim is not None and dim != args.dim:
+        problems.append(f"feature_shape {shape} gives {dim} values, expected {args.dim}")
+    expected = {
+        "path": pa.string(),
+        "sha256": pa.string(),
+        "label": pa.int32(),
+        "split": pa.string(),
+        "view": pa.uint32(),
+        "features": pa.list_(pa.field("item", pa.float32(), nullable=False), dim),
+    }
+    problems += check_columns(table, expected, set(expected))
+    classes, p = check_classes(meta, args)
+    problems += p
+    if not problems:
+        values = table.column("features").combine_chunks().flatten().to_numpy()
+        if len(values) != table.num_rows * dim:
+            problems.append(f"{len(values)} feature values for {table.num_rows} rows of {dim}")
+        elif table.num_rows and not (values.min() >= 0.0 and values.max() > 0.0):
+            # block5_pool follows a ReLU: non-negative, and not all zero on real images.
+            problems.append(f"feature values in [{values.min()}, {values.max()}]")
+        labels = table.column("label").to_pylist()
+        if any(not 0 <= l < len(classes) for l in labels):
+            problems.append("label outside the footer's class list")
+    args.summary = (
+        f"shape {shape} ({meta['convbase.flatten_order']}), layer {meta['convbase.layer']}, "
+        f"{meta['convbase.input_size']} px, preprocess {meta['convbase.preprocess']}"
+    )
+    return problems
+
+
+def check_predictions(table, meta, args):
+    classes, problems = check_classes(meta, args)
+    for key in ("convbase.head", "convbase.features"):
+        if key not in meta:
+            problems.append(f"footer key {key} missing")
+    n = len(classes)
+    expected = {
+        "path": pa.string(),
+        "split": pa.string(),
+        "label": pa.int32(),
+        "view": pa.uint32(),
+        "probabilities": pa.list_(pa.field("item", pa.float32(), nullable=False), n),
+        "predicted": pa.int32(),
+    }
+    problems += check_columns(table, expected, set(expected))
+    if not problems:
+        import numpy as np
+
+        probs = np.array(table.column("probabilities").to_pylist(), dtype=np.float64)
+        if len(probs) and not np.allclose(probs.sum(axis=1), 1.0, atol=1e-5):
+            problems.append("probabilities do not sum to 1")
+        predicted = np.array(table.column("predicted").to_pylist())
+        if len(probs) and not (predicted == probs.argmax(axis=1)).all():
+            problems.append("predicted is not the arg-max of probabilities")
+    args.summary = f"head {meta.get('convbase.head')}, classes {classes}"
+    return problems
+
+
 # kind -> (checker, function adding the kind's own arguments)
 KINDS = {
     "manifest": (
@@ -91,6 +175,17 @@ KINDS = {
             p.add_argument("--classes", help="expected class list, comma-separated, in label order"),
             p.add_argument("--ok", type=int, help="expected number of rows with status ok"),
         ),
+    ),
+    "features": (
+        check_features,
+        lambda p: (
+            p.add_argument("--classes", help="expected class list, comma-separated"),
+            p.add_argument("--dim", type=int, help="expected feature vector length"),
+        ),
+    ),
+    "predictions": (
+        check_predictions,
+        lambda p: (p.add_argument("--classes", help="expected class list, comma-separated"),),
     ),
 }
 

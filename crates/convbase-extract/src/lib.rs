@@ -78,11 +78,23 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
             if cfg!(feature = "cuda") {
                 Ok(Device::new_cuda(ordinal)?)
             } else {
-                bail!("device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)")
+                bail!(
+                    "device `{s}`: this build has no CUDA support (rebuild with `--features cuda`)"
+                )
             }
         }
         other => bail!("unknown device `{other}` (expected cpu, cuda or cuda:N)"),
     }
+}
+
+/// A weights spec that stays valid from another directory: file paths made absolute.
+fn absolute_source(source: &str) -> String {
+    if source.starts_with("hf:") {
+        return source.to_string();
+    }
+    std::fs::canonicalize(source)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| source.to_string())
 }
 
 /// Holds an exclusive lock on the output for the whole run, so two extractions on the same
@@ -146,7 +158,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     let model = Vgg16::new(&weights, cfg.layer, cfg.pool, &cfg.device)?;
     let provenance = FeatureProvenance {
         weights_sha256: weights.sha256.clone(),
-        weights_source: weights.source.clone(),
+        weights_source: absolute_source(&weights.source),
         layer: cfg.layer.to_string(),
         input_size: cfg.size,
         resize_filter: cfg.resize_filter.to_string(),

@@ -86,9 +86,17 @@ fn main() -> ExitCode {
         let s = convbase_extract::run(&cfg, &bar)?;
         bar.finish_and_clear();
         if s.up_to_date {
-            tracing::info!("{} is up to date ({} rows); no model work", cfg.out.display(), s.rows);
+            tracing::info!(
+                "{} is up to date ({} rows); no model work",
+                cfg.out.display(),
+                s.rows
+            );
         } else {
-            let rate = if s.seconds > 0.0 { s.computed as f64 / s.seconds } else { 0.0 };
+            let rate = if s.seconds > 0.0 {
+                s.computed as f64 / s.seconds
+            } else {
+                0.0
+            };
             tracing::info!(
                 "wrote {}: {} rows ({} computed, {} cached), {} not usable, {} failed to decode; {:.1} s, {:.2} images/s",
                 cfg.out.display(),

@@ -8,13 +8,18 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use convbase_data::ResizeFilter;
 use convbase_extract::{Config, Summary};
-use convbase_format::{Features, Manifest, ManifestMeta, ManifestRow, STATUS_OK, Split, sha256_file};
+use convbase_format::{
+    Features, Manifest, ManifestMeta, ManifestRow, STATUS_OK, Split, sha256_file,
+};
 use convbase_vgg16::{GlobalPool, Layer, Preprocess};
 
 fn weights() -> String {
-    let path = std::env::var("CONVBASE_TEST_WEIGHTS").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/weights/vgg16-keras-imagenet.safetensors")
-    });
+    let path = std::env::var("CONVBASE_TEST_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/weights/vgg16-keras-imagenet.safetensors")
+        });
     assert!(
         path.exists(),
         "real weights missing at {}: run scripts/fetch-weights.sh first",
@@ -61,7 +66,9 @@ impl Data {
         let path = self.root().join(&rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let img = image::RgbImage::from_fn(24, 20, |x, y| {
-            let v = seed.wrapping_mul(2_654_435_761).wrapping_add(x * 31 + y * 17);
+            let v = seed
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(x * 31 + y * 17);
             image::Rgb([(v % 251) as u8, (v / 7 % 241) as u8, (v / 13 % 239) as u8])
         });
         img.save(&path).unwrap();
@@ -70,7 +77,11 @@ impl Data {
             path: rel,
             class: self.manifest.meta.classes[label as usize].clone(),
             label,
-            split: if i % 5 == 0 { Split::Validation } else { Split::Train },
+            split: if i % 5 == 0 {
+                Split::Validation
+            } else {
+                Split::Train
+            },
             sha256: Some(sha256_file(&path).unwrap()),
             bytes: Some(std::fs::metadata(&path).unwrap().len()),
             width: Some(24),
@@ -118,7 +129,10 @@ fn run(cfg: &Config) -> Summary {
 fn rerun_with_identical_inputs_does_no_model_work() {
     let data = Data::new(10);
     let first = run(&data.config());
-    assert_eq!((first.rows, first.computed, first.up_to_date), (10, 10, false));
+    assert_eq!(
+        (first.rows, first.computed, first.up_to_date),
+        (10, 10, false)
+    );
     let bytes = std::fs::read(data.out()).unwrap();
     let second = run(&data.config());
     assert!(second.up_to_date);
@@ -140,7 +154,12 @@ fn only_added_images_are_computed_and_removed_ones_disappear() {
     let after = Features::read(&data.out()).unwrap();
     // Cached rows are carried over bit for bit.
     for i in 0..before.rows.len() {
-        let j = after.rows.paths.iter().position(|p| *p == before.rows.paths[i]).unwrap();
+        let j = after
+            .rows
+            .paths
+            .iter()
+            .position(|p| *p == before.rows.paths[i])
+            .unwrap();
         assert_eq!(before.rows.row(i, before.dim), after.rows.row(j, after.dim));
     }
 
@@ -179,7 +198,11 @@ fn any_settings_change_recomputes_everything_into_one_setting() {
         let f = Features::read(&data.out()).unwrap();
         assert_eq!(f.provenance.input_size, cfg.size);
         assert_eq!(f.provenance.layer, cfg.layer.to_string());
-        assert_eq!(f.rows.values.len(), 6 * f.dim, "one setting, one vector length");
+        assert_eq!(
+            f.rows.values.len(),
+            6 * f.dim,
+            "one setting, one vector length"
+        );
     }
 }
 
@@ -203,11 +226,21 @@ fn a_killed_run_resumes_and_ends_identical_to_an_uninterrupted_one() {
     let manifest = data.manifest_path();
     let args = |out: &Path| {
         let mut c = Command::new(bin);
-        c.args(["-q", "--size", "32", "--batch", "2", "--chunk-batches", "1", "-w", &weights()])
-            .arg("-m")
-            .arg(&manifest)
-            .arg("-o")
-            .arg(out);
+        c.args([
+            "-q",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--chunk-batches",
+            "1",
+            "-w",
+            &weights(),
+        ])
+        .arg("-m")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(out);
         c
     };
 
@@ -236,7 +269,10 @@ fn a_killed_run_resumes_and_ends_identical_to_an_uninterrupted_one() {
             kills += 1;
         }
         child.wait().unwrap();
-        assert!(!out.exists() || Features::read(&out).is_ok(), "never a half-written file");
+        assert!(
+            !out.exists() || Features::read(&out).is_ok(),
+            "never a half-written file"
+        );
     }
     assert!(kills >= 1, "the run finished before it could be killed");
     let status = args(&out).status().unwrap();

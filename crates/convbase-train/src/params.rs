@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Result, TrainError};
 
 enum Source {
-    Init(ChaCha8Rng),
+    Init(Box<ChaCha8Rng>),
     Load {
         tensors: HashMap<String, Tensor>,
         path: PathBuf,
@@ -38,7 +38,7 @@ impl Params {
     /// Fresh parameters drawn from `rng`.
     pub fn init(rng: ChaCha8Rng, device: &Device) -> Self {
         Params {
-            source: Source::Init(rng),
+            source: Source::Init(Box::new(rng)),
             device: device.clone(),
             vars: Vec::new(),
         }

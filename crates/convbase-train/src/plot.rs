@@ -47,15 +47,22 @@ pub fn curves_rgb(history: &[EpochMetrics]) -> Result<Vec<u8>, String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let panels = root.split_evenly((1, 2));
         type Pick = fn(&EpochMetrics) -> (f32, Option<f32>);
-        let specs: [(&str, &str, Pick); 2] = [
-            ("Training and validation accuracy", "accuracy", |m| {
-                (m.acc, m.val_acc)
-            }),
-            ("Training and validation loss", "loss", |m| {
-                (m.loss, m.val_loss)
-            }),
+        // Accuracy rises and loss falls: keep each legend off the training dots.
+        let specs: [(&str, &str, Pick, SeriesLabelPosition); 2] = [
+            (
+                "Training and validation accuracy",
+                "accuracy",
+                |m| (m.acc, m.val_acc),
+                SeriesLabelPosition::LowerRight,
+            ),
+            (
+                "Training and validation loss",
+                "loss",
+                |m| (m.loss, m.val_loss),
+                SeriesLabelPosition::UpperRight,
+            ),
         ];
-        for (area, (title, y_label, pick)) in panels.iter().zip(specs) {
+        for (area, (title, y_label, pick, legend)) in panels.iter().zip(specs) {
             let train: Vec<(f64, f64)> = history
                 .iter()
                 .map(|m| (m.epoch as f64, pick(m).0 as f64))
@@ -106,7 +113,7 @@ pub fn curves_rgb(history: &[EpochMetrics]) -> Result<Vec<u8>, String> {
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .label_font((FONT_FAMILY, 14))
-                .position(SeriesLabelPosition::UpperRight)
+                .position(legend)
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
