@@ -7,7 +7,8 @@ attributes `layer_names`, `backend`, `keras_version`; one group per layer with a
 Run (CI does, after scripts/fetch-weights.sh):
     .venv/bin/pip install h5py onnx numpy
     .venv/bin/python scripts/dev/make_vgg16_h5.py     # prints the path it wrote
-Output: ${CONVBASE_WEIGHTS_H5:-${CONVBASE_CACHE:-REPO/.cache}/vgg16-keras-layout.h5}
+Output: ${CONVBASE_WEIGHTS_H5:-${CONVBASE_CACHE:-REPO/.cache}/vgg16-keras-layout.h5}; does
+nothing when that file exists.
 """
 import os
 import pathlib
@@ -29,6 +30,9 @@ LAYERS = ["input_1"] + [
 def main() -> None:
     default = pathlib.Path(os.environ.get("CONVBASE_CACHE", ref.REPO / ".cache")) / "vgg16-keras-layout.h5"
     out = pathlib.Path(os.environ.get("CONVBASE_WEIGHTS_H5", default))
+    if out.is_file() and out.stat().st_size > 0:
+        print(out)  # already made; delete it to rebuild
+        return
     weights = ref.conv_weights(ref.onnx_path())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.{os.getpid()}")

@@ -7,9 +7,11 @@ cd "$repo"
 export CONVBASE_CACHE=${CONVBASE_CACHE:-$repo/.cache}
 mkdir -p "$CONVBASE_CACHE"
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, numpy' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, numpy, h5py, onnx' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --cache-dir "$CONVBASE_CACHE/pip" -r scripts/dev/requirements-test.txt
 fi
 scripts/fetch-weights.sh >/dev/null
+# The real weights in Keras' .h5 layout, for the h5 loader's tests (59 MB, not committed).
+.venv/bin/python scripts/dev/make_vgg16_h5.py >/dev/null
 scripts/demo-data.sh >/dev/null

@@ -10,7 +10,6 @@ import pathlib
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
@@ -32,8 +31,11 @@ def onnx_path() -> pathlib.Path:
     return p
 
 
-def load_cut_model(path: pathlib.Path, threads: int = 0) -> ort.InferenceSession:
-    """The conv base only: nodes up to block5_pool, outputs block4_pool and block5_pool."""
+def load_cut_model(path: pathlib.Path, threads: int = 0):
+    """The conv base only: nodes up to block5_pool, outputs block4_pool and block5_pool,
+    as an onnxruntime InferenceSession (imported here: make_vgg16_h5.py does not need it)."""
+    import onnxruntime as ort
+
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha != ONNX_SHA256:

@@ -1,14 +1,14 @@
-//! Forward pass of the conv base at the seed's shape: batch 20, 150x150, to block5_pool.
-//! Weights are random (speed does not depend on their values), so the bench needs no download.
-//! Run: `cargo bench -p convbase-vgg16 --bench forward`; compare with
-//! `scripts/dev/bench_vgg16_onnxruntime.py` in the same sitting.
+//! Forward pass of the conv base at the seed's shape: batch 20, 150x150, to block5_pool, through
+//! `forward` (the CPU inference path extraction uses) and through `forward_range` (candle ops,
+//! differentiable, what fine-tuning uses). Uses the real weights from scripts/fetch-weights.sh
+//! (speed does not depend on their values). Run: `cargo bench -p convbase-vgg16 --bench forward`,
+//! and `scripts/dev/bench_vgg16_onnxruntime.py` in the same sitting for onnxruntime's figure.
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use convbase_vgg16::{GlobalPool, Layer, Vgg16, conv_tensor_names};
+use candle_core::{Device, Tensor};
+use convbase_vgg16::{GlobalPool, Layer, Vgg16, Weights};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 20;
@@ -16,26 +16,31 @@ const SIZE: usize = 150;
 
 fn forward(c: &mut Criterion) {
     let device = Device::Cpu;
-    let tensors: HashMap<String, Tensor> = conv_tensor_names()
-        .into_iter()
-        .map(|(name, shape)| {
-            let t = Tensor::randn(0f32, 0.02, shape, &device).unwrap();
-            (name, t)
-        })
-        .collect();
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-    let model = Vgg16::from_varbuilder(vb, Layer::Block5Pool, GlobalPool::None).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/weights/vgg16-keras-imagenet.safetensors");
+    let weights = Weights::load(path.to_str().unwrap(), &device)
+        .unwrap_or_else(|e| panic!("{e}: run scripts/fetch-weights.sh first"));
+    let model = Vgg16::new(&weights, Layer::Block5Pool, GlobalPool::None, &device).unwrap();
     let x = Tensor::randn(0f32, 50.0, (BATCH, 3, SIZE, SIZE), &device).unwrap();
 
-    let mut group = c.benchmark_group("vgg16");
+    let mut group = c.benchmark_group("vgg16_b20_150px_block5_pool");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(5))
-        .measurement_time(Duration::from_secs(60))
+        .measurement_time(Duration::from_secs(40))
         .throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("forward_b20_150px_block5_pool", |b| {
+    group.bench_function("forward", |b| {
         b.iter(|| {
             let y = model.forward(&x).unwrap();
+            device.synchronize().unwrap();
+            y
+        })
+    });
+    group.bench_function("forward_range_candle_ops", |b| {
+        b.iter(|| {
+            let y = model
+                .forward_range(&x, Layer::Block1Conv1, Layer::Block5Pool)
+                .unwrap();
             device.synchronize().unwrap();
             y
         })

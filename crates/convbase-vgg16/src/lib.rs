@@ -6,7 +6,9 @@
 //! This crate owns three things later stages must not guess:
 //! - the network: [`Vgg16`], batched NCHW, any input size from 32 px, output at any Keras layer
 //!   ([`Layer`]), optional global pooling ([`GlobalPool`]); layers run in sub-ranges
-//!   ([`Vgg16::forward_range`]) so fine-tuning can run block5 alone;
+//!   ([`Vgg16::forward_range`], candle ops, differentiable) so fine-tuning can run block5
+//!   alone, while [`Vgg16::forward`] on the CPU takes a faster inference-only NHWC im2col+gemm
+//!   path;
 //! - the weights and their provenance: [`Weights`] (source, SHA-256, and the preprocessing the
 //!   weights expect, carried in the safetensors header metadata written by [`Weights::save`]);
 //! - the preprocessing: [`Preprocess`] (`caffe` for Keras weights, `torch` for torchvision/timm,
@@ -16,6 +18,7 @@
 //! Tensor names follow torchvision (`features.N.weight` OIHW, `features.N.bias`).
 
 mod error;
+mod fast;
 mod hub;
 mod keras_h5;
 mod layer;

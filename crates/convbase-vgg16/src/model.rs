@@ -5,6 +5,7 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::error::Vgg16Error;
+use crate::fast::{self, FastConv};
 use crate::layer::{GlobalPool, Layer};
 use crate::weights::Weights;
 
@@ -16,6 +17,9 @@ pub const MIN_INPUT: usize = 32;
 pub struct Vgg16 {
     /// One entry per layer from block1_conv1 to `output`: `Some` for convs, `None` for pools.
     layers: Vec<Option<Conv2d>>,
+    /// The same convs laid out for the CPU inference path (`None` when built from a
+    /// `VarBuilder`, whose variables may change under training).
+    fast: Option<Vec<Option<FastConv>>>,
     output: Layer,
     pool: GlobalPool,
 }
@@ -29,7 +33,22 @@ impl Vgg16 {
         device: &Device,
     ) -> Result<Self, Vgg16Error> {
         let vb = VarBuilder::from_tensors(weights.tensors().clone(), DType::F32, device);
-        Ok(Self::from_varbuilder(vb, output, pool)?)
+        let mut model = Self::from_varbuilder(vb, output, pool)?;
+        if device.is_cpu() {
+            let fast = model
+                .layers
+                .iter()
+                .map(|l| {
+                    l.as_ref()
+                        .map(|c| {
+                            FastConv::new(c.weight(), c.bias().expect("VGG convs have biases"))
+                        })
+                        .transpose()
+                })
+                .collect::<candle_core::Result<_>>()?;
+            model.fast = Some(fast);
+        }
+        Ok(model)
     }
 
     /// Builds the base from any `VarBuilder` holding `features.N.{weight,bias}` (e.g. one over a
@@ -62,6 +81,7 @@ impl Vgg16 {
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             layers,
+            fast: None,
             output,
             pool,
         })
@@ -77,7 +97,8 @@ impl Vgg16 {
         self.pool
     }
 
-    /// Runs the whole base, then the global pooling.
+    /// Runs the whole base, then the global pooling. On the CPU, a model built by [`Vgg16::new`]
+    /// takes the NHWC im2col/gemm inference path; otherwise candle's ops (differentiable).
     ///
     /// # Shapes
     /// - `x`: (N, 3, H, W), preprocessed, H and W at least 32
@@ -90,7 +111,16 @@ impl Vgg16 {
                 x.dims()
             );
         }
-        let y = self.forward_range(x, Layer::Block1Conv1, self.output)?;
+        let y = match &self.fast {
+            Some(fast) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                let (n, _, h, w) = x.dims4()?;
+                let nhwc = x.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1::<f32>()?;
+                let (out, dims) = fast::forward(fast, nhwc, (n, h, w));
+                // NCHW view of the NHWC result: flatten_hwc then reads it without a copy.
+                Tensor::from_vec(out, dims.to_vec(), x.device())?.permute((0, 3, 1, 2))?
+            }
+            _ => self.forward_range(x, Layer::Block1Conv1, self.output)?,
+        };
         match self.pool {
             GlobalPool::None => Ok(y),
             GlobalPool::Avg => y.mean(D::Minus1)?.mean(D::Minus1),

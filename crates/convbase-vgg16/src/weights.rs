@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::error::Vgg16Error;
@@ -201,56 +202,44 @@ impl Weights {
 
     /// Writes the weights as float32 safetensors under torchvision names, with header metadata
     /// recording the original source, its SHA-256, its format, the preprocessing the weights
-    /// expect and a SHA-256 per tensor. The file appears atomically (temporary file + rename).
+    /// expect and a SHA-256 per tensor. The bytes depend only on the weights and that metadata
+    /// (so a file's SHA-256 is the same on every machine); the file appears atomically.
     pub fn save(&self, out: &Path) -> Result<(), Vgg16Error> {
-        let names = conv_tensor_names();
-        let mut bufs = Vec::with_capacity(names.len());
-        for (name, shape) in names {
+        let mut tensors = BTreeMap::new();
+        for (name, shape) in conv_tensor_names() {
             let values: Vec<f32> = self.tensors[&name]
                 .to_device(&Device::Cpu)?
                 .to_dtype(DType::F32)?
                 .flatten_all()?
                 .to_vec1()?;
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            bufs.push((name, shape, bytes));
+            tensors.insert(name, (shape, bytes));
         }
-        let sums: BTreeMap<&str, String> = bufs
+        let sums: BTreeMap<&str, String> = tensors
             .iter()
-            .map(|(n, _, b)| (n.as_str(), hex::encode(Sha256::digest(b))))
+            .map(|(n, (_, b))| (n.as_str(), hex::encode(Sha256::digest(b))))
             .collect();
         let source_format = self
             .metadata
             .get(meta::SOURCE_FORMAT)
             .cloned()
             .unwrap_or_else(|| self.format.to_string());
-        let metadata = HashMap::from([
-            (meta::SOURCE.to_string(), self.origin().to_string()),
+        let source_sha256 = self
+            .metadata
+            .get(meta::SOURCE_SHA256)
+            .unwrap_or(&self.sha256)
+            .clone();
+        let metadata = BTreeMap::from([
+            (meta::SOURCE, self.origin().to_string()),
+            (meta::SOURCE_SHA256, source_sha256),
+            (meta::SOURCE_FORMAT, source_format),
+            (meta::PREPROCESS, self.preprocess.to_string()),
             (
-                meta::SOURCE_SHA256.to_string(),
-                self.metadata
-                    .get(meta::SOURCE_SHA256)
-                    .unwrap_or(&self.sha256)
-                    .clone(),
-            ),
-            (meta::SOURCE_FORMAT.to_string(), source_format),
-            (meta::PREPROCESS.to_string(), self.preprocess.to_string()),
-            (
-                meta::TENSOR_SHA256.to_string(),
+                meta::TENSOR_SHA256,
                 serde_json::to_string(&sums).expect("a map of strings serialises"),
             ),
-            (
-                meta::TOOL_VERSION.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
+            (meta::TOOL_VERSION, env!("CARGO_PKG_VERSION").to_string()),
         ]);
-        let views = bufs
-            .iter()
-            .map(|(n, s, b)| {
-                TensorView::new(Dtype::F32, s.clone(), b)
-                    .map(|v| (n.as_str(), v))
-                    .expect("shape and byte count agree")
-            })
-            .collect::<Vec<_>>();
         let io = |source: std::io::Error| Vgg16Error::Io {
             path: out.to_path_buf(),
             source,
@@ -263,19 +252,56 @@ impl Weights {
             file_name.to_string_lossy(),
             std::process::id()
         ));
-        safetensors::serialize_to_file(views, Some(metadata), &tmp)
-            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        // safetensors creates the file owner-only; weights are meant to be shared.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-        }
-        std::fs::rename(&tmp, out).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        write_safetensors(&tmp, &tensors, &metadata)
+            .and_then(|()| std::fs::rename(&tmp, out))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                io(e)
+            })
     }
+}
+
+/// Writes float32 tensors as safetensors with a header in sorted key order (the safetensors
+/// crate serialises metadata from a `HashMap`, whose order changes from run to run).
+fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+    metadata: &BTreeMap<&str, String>,
+) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        dtype: &'static str,
+        shape: &'a [usize],
+        data_offsets: [usize; 2],
+    }
+    let mut header = BTreeMap::new();
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::to_value(metadata).map_err(std::io::Error::other)?,
+    );
+    let mut offset = 0;
+    for (name, (shape, bytes)) in tensors {
+        let entry = Entry {
+            dtype: "F32",
+            shape,
+            data_offsets: [offset, offset + bytes.len()],
+        };
+        header.insert(
+            name.clone(),
+            serde_json::to_value(entry).map_err(std::io::Error::other)?,
+        );
+        offset += bytes.len();
+    }
+    let mut json = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
+    // The data must start 8-byte aligned; the format pads the header with spaces.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    w.write_all(&(json.len() as u64).to_le_bytes())?;
+    w.write_all(&json)?;
+    for (_, bytes) in tensors.values() {
+        w.write_all(bytes)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// Reads the conv tensors of a safetensors file (extra tensors such as `head.*` are ignored),

@@ -58,6 +58,14 @@ fn check_weights(w: &Weights, p: Preprocess, idx: &[usize]) {
     let rel = compare(&nhwc_shape(&b5), &flatten_hwc(&b5).unwrap(), &ws, &wv)
         .unwrap_or_else(|e| panic!("{} {mode} block5_pool: {e}", w.format));
     eprintln!("{} {mode} block5_pool: max rel diff {rel:.2e}", w.format);
+    // The CPU inference path of `forward` (NHWC im2col + gemm) against the same golden.
+    let fast = model.forward(&x).unwrap();
+    let rel = compare(&nhwc_shape(&fast), &flatten_hwc(&fast).unwrap(), &ws, &wv)
+        .unwrap_or_else(|e| panic!("{} {mode} block5_pool, forward: {e}", w.format));
+    eprintln!(
+        "{} {mode} block5_pool via forward: max rel diff {rel:.2e}",
+        w.format
+    );
     if idx[0] == 0 {
         let b4_0 = b4.narrow(0, 0, 1).unwrap();
         let (ws, wv) = golden(&format!("{mode}.block4_pool"), &[0]);
@@ -307,4 +315,21 @@ fn planted_pool_rounding_faults_are_caught() {
     // Control: the same layer-by-layer run with the right pooling passes.
     let right = forward_with_pool(&model, &x, |t| t.max_pool2d(2).unwrap());
     compare_b5(&right).unwrap();
+}
+
+#[test]
+fn inference_path_agrees_with_candle_ops_on_odd_non_square_input() {
+    // Sizes that exercise floor pooling at every pool (45 -> 22 -> 11 -> 5 -> 2 -> 1) and a
+    // batch of 3, for every output layer kind (a conv and a pool).
+    let x = Tensor::randn(0f32, 60.0, (3, 3, 45, 61), &Device::Cpu).unwrap();
+    for layer in [Layer::Block3Conv2, Layer::Block5Pool] {
+        let model = Vgg16::new(converted(), layer, GlobalPool::None, &Device::Cpu).unwrap();
+        let fast = model.forward(&x).unwrap();
+        let ops = model.forward_range(&x, Layer::Block1Conv1, layer).unwrap();
+        assert_eq!(fast.dims(), ops.dims());
+        let (f, o) = (flatten_hwc(&fast).unwrap(), flatten_hwc(&ops).unwrap());
+        let rel = compare(&nhwc_shape(&fast), &f, &nhwc_shape(&ops), &o)
+            .unwrap_or_else(|e| panic!("{layer}: {e}"));
+        eprintln!("{layer}: inference path vs candle ops {rel:.2e}");
+    }
 }

@@ -125,6 +125,10 @@ fn foreign_safetensors_ignore_extra_tensors_and_expect_torch() {
     // Converting keeps its provenance: source, sha256, torch.
     let out = dir.path().join("out.safetensors");
     w.save(&out).unwrap();
+    // Saving is deterministic: the same weights and provenance give the same bytes.
+    let again = dir.path().join("again.safetensors");
+    w.save(&again).unwrap();
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
     let back = load(&out).unwrap();
     assert_eq!(back.metadata[meta::SOURCE], p.display().to_string());
     assert_eq!(back.metadata[meta::SOURCE_SHA256], w.sha256);
