@@ -77,7 +77,7 @@ impl Data {
             path: rel,
             class: self.manifest.meta.classes[label as usize].clone(),
             label,
-            split: if i % 5 == 0 {
+            split: if i.is_multiple_of(5) {
                 Split::Validation
             } else {
                 Split::Train
@@ -183,12 +183,12 @@ fn an_edited_image_is_recomputed() {
 fn any_settings_change_recomputes_everything_into_one_setting() {
     let data = Data::new(6);
     run(&data.config());
-    let changes: Vec<Box<dyn Fn(&mut Config)>> = vec![
-        Box::new(|c| c.size = 40),
-        Box::new(|c| c.layer = Layer::Block4Pool),
-        Box::new(|c| c.pool = GlobalPool::Avg),
-        Box::new(|c| c.preprocess = Some(Preprocess::Rescale)),
-        Box::new(|c| c.resize_filter = ResizeFilter::Bilinear),
+    let changes: [fn(&mut Config); 5] = [
+        |c| c.size = 40,
+        |c| c.layer = Layer::Block4Pool,
+        |c| c.pool = GlobalPool::Avg,
+        |c| c.preprocess = Some(Preprocess::Rescale),
+        |c| c.resize_filter = ResizeFilter::Bilinear,
     ];
     for change in changes {
         let mut cfg = data.config();
