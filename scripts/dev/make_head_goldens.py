@@ -14,7 +14,8 @@ Semantics (Keras 3, as documented in the seed protocol):
   [1e-7, 1-1e-7]. More: softmax, categorical cross-entropy with the same clipping.
 - Class weights: per-sample weights w_i = class_weight[y_i]; loss = sum(w_i * l_i) / batch.
 - L2 kernel penalty (linear head): loss += l2 * sum(kernel^2).
-- RMSprop: v = rho*v + (1-rho)*g^2; p -= lr*g/(sqrt(v)+eps).
+- RMSprop (Keras 3, keras/src/optimizers/rmsprop.py): v = rho*v + (1-rho)*g^2;
+  p -= lr*g/sqrt(v+eps). (TF/Keras 2 and PyTorch add eps to the root instead.)
 - Adam: m += (g-m)(1-b1); v += (g^2-v)(1-b2); p -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps).
 - AdamW: p -= lr*wd*p before the Adam update.
 - SGD with momentum: m = mu*m - lr*g; p += m.
@@ -136,7 +137,7 @@ class Optimiser:
             st = self.state[k]
             if s["name"] == "rmsprop":
                 st[0] = s["rho"] * st[0] + (1 - s["rho"]) * g * g
-                params[k] = params[k] - s["lr"] * g / (np.sqrt(st[0]) + s["eps"])
+                params[k] = params[k] - s["lr"] * g / np.sqrt(st[0] + s["eps"])
             elif s["name"] in ("adam", "adamw"):
                 if s["name"] == "adamw":
                     params[k] = params[k] - params[k] * s["weight_decay"] * s["lr"]

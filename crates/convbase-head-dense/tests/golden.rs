@@ -12,14 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use convbase_head_dense::{DenseConfig, DenseHead};
 use convbase_head_linear::{LinearConfig, LinearHead};
 use convbase_train::data::ClassWeights;
-use convbase_train::{
-    DropoutMasks, Head, Model, Optimizer, OptimizerConfig, Trainer, update_in_place,
-};
+use convbase_train::{DropoutMasks, Head, Model, Optimizer, OptimizerConfig, Trainer};
 use serde::Deserialize;
 
 const TOL: f32 = 1e-5;
@@ -188,44 +185,6 @@ fn linear_probe_with_l2_matches_numpy() {
     assert!(d <= TOL, "max deviation {d}");
 }
 
-/// RMSprop as PyTorch writes it: p -= lr*g/sqrt(v+eps), with its own rho and eps.
-struct TorchRmsProp {
-    vars: Vec<Var>,
-    v: Vec<Vec<f32>>,
-    lr: f32,
-    rho: f32,
-    eps: f32,
-}
-
-impl TorchRmsProp {
-    fn new(vars: Vec<Var>, lr: f32, rho: f32, eps: f32) -> Self {
-        let v = vars.iter().map(|v| vec![0.0; v.elem_count()]).collect();
-        TorchRmsProp {
-            vars,
-            v,
-            lr,
-            rho,
-            eps,
-        }
-    }
-}
-
-impl Optimizer for TorchRmsProp {
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let (lr, rho, eps) = (self.lr, self.rho, self.eps);
-        for (var, v) in self.vars.iter().zip(&mut self.v) {
-            let g = grads.get(var.as_tensor()).unwrap();
-            update_in_place(var, g, |p, g| {
-                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
-                    *v = rho * *v + (1.0 - rho) * g * g;
-                    *p -= lr * g / (*v + eps).sqrt();
-                }
-            })?;
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn planted_pytorch_rmsprop_fails_the_comparison() {
     let g = load("dense_binary_rmsprop");
@@ -233,18 +192,23 @@ fn planted_pytorch_rmsprop_fails_the_comparison() {
         panic!("an RMSprop golden")
     };
     let config = dense_config(&g);
-    // PyTorch's defaults: alpha 0.99, eps 1e-8 inside the root.
+    // PyTorch's RMSprop: alpha 0.99, eps 1e-8 added to the root.
     let d = deviation::<DenseHead>(&g, &config, |vars| {
-        Box::new(TorchRmsProp::new(vars, lr as f32, 0.99, 1e-8))
+        OptimizerConfig::RmspropLegacy {
+            lr,
+            rho: 0.99,
+            eps: 1e-8,
+        }
+        .build(vars)
     });
     assert!(d > 100.0 * TOL, "PyTorch's RMSprop went unnoticed: {d}");
-    // Only the epsilon moved inside the root, Keras' rho and eps kept.
+    // Only the epsilon moved out of the root (TF/Keras 2), Keras' rho and eps kept.
     let d = deviation::<DenseHead>(&g, &config, |vars| {
-        Box::new(TorchRmsProp::new(vars, lr as f32, rho as f32, eps as f32))
+        OptimizerConfig::RmspropLegacy { lr, rho, eps }.build(vars)
     });
     assert!(
         d > 10.0 * TOL,
-        "epsilon inside the root went unnoticed: {d}"
+        "epsilon outside the root went unnoticed: {d}"
     );
     // Only rho changed to PyTorch's 0.99.
     let d = deviation::<DenseHead>(&g, &config, |vars| {

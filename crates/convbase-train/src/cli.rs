@@ -70,7 +70,10 @@ struct PredictCommand {
 /// The optimiser to train with (all with Keras' update rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerName {
+    /// Keras 3's RMSprop (epsilon inside the square root).
     Rmsprop,
+    /// TF/Keras 2's RMSprop, as in the book (epsilon added to the square root).
+    RmspropLegacy,
     Adam,
     Adamw,
     Sgd,
@@ -100,7 +103,7 @@ pub struct TrainArgs {
     /// RMSprop: decay of the squared-gradient average (Keras 0.9; PyTorch uses 0.99).
     #[arg(long, default_value_t = 0.9)]
     pub rho: f64,
-    /// RMSprop, Adam, AdamW: epsilon added to the root (Keras 1e-7).
+    /// RMSprop, Adam, AdamW: epsilon of the denominator (Keras 1e-7).
     #[arg(long, default_value_t = 1e-7)]
     pub epsilon: f64,
     /// Adam, AdamW: decay of the gradient average.
@@ -142,6 +145,11 @@ impl TrainArgs {
         let lr = self.lr;
         match self.optimizer {
             OptimizerName::Rmsprop => OptimizerConfig::Rmsprop {
+                lr,
+                rho: self.rho,
+                eps: self.epsilon,
+            },
+            OptimizerName::RmspropLegacy => OptimizerConfig::RmspropLegacy {
                 lr,
                 rho: self.rho,
                 eps: self.epsilon,

@@ -22,9 +22,12 @@ pub trait Optimizer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum OptimizerConfig {
-    /// v = rho*v + (1-rho)*g^2; p -= lr*g/(sqrt(v)+eps). (PyTorch's differs: rho 0.99, eps
-    /// 1e-8 inside the square root.)
+    /// Keras 3: v = rho*v + (1-rho)*g^2; p -= lr*g/sqrt(v+eps) (epsilon inside the root, as
+    /// in `keras/src/optimizers/rmsprop.py`; the seed's reference numbers come from Keras 3).
     Rmsprop { lr: f64, rho: f64, eps: f64 },
+    /// TF/Keras 2 (the book's era), also PyTorch's placement: p -= lr*g/(sqrt(v)+eps).
+    /// (PyTorch's defaults also differ: rho 0.99, eps 1e-8.)
+    RmspropLegacy { lr: f64, rho: f64, eps: f64 },
     /// m += (g-m)(1-b1); v += (g^2-v)(1-b2); p -= lr*sqrt(1-b2^t)/(1-b1^t)*m/(sqrt(v)+eps).
     Adam {
         lr: f64,
@@ -49,7 +52,12 @@ impl OptimizerConfig {
     /// An optimiser over `vars` with these hyperparameters.
     pub fn build(&self, vars: Vec<Var>) -> Box<dyn Optimizer> {
         match *self {
-            OptimizerConfig::Rmsprop { lr, rho, eps } => Box::new(RmsProp::new(vars, lr, rho, eps)),
+            OptimizerConfig::Rmsprop { lr, rho, eps } => {
+                Box::new(RmsProp::new(vars, lr, rho, eps, true))
+            }
+            OptimizerConfig::RmspropLegacy { lr, rho, eps } => {
+                Box::new(RmsProp::new(vars, lr, rho, eps, false))
+            }
             OptimizerConfig::Adam {
                 lr,
                 beta1,
@@ -120,7 +128,8 @@ fn zeros_like(vars: &[Var]) -> Vec<Vec<f32>> {
     vars.iter().map(|v| vec![0.0; v.elem_count()]).collect()
 }
 
-/// Keras' RMSprop without momentum or centring (see [`OptimizerConfig::Rmsprop`]).
+/// Keras' RMSprop without momentum or centring (see [`OptimizerConfig::Rmsprop`] and
+/// [`OptimizerConfig::RmspropLegacy`] for where epsilon goes).
 #[derive(Debug)]
 pub struct RmsProp {
     vars: Vec<Var>,
@@ -128,23 +137,25 @@ pub struct RmsProp {
     lr: f32,
     rho: f32,
     eps: f32,
+    eps_in_root: bool,
 }
 
 impl RmsProp {
-    pub fn new(vars: Vec<Var>, lr: f64, rho: f64, eps: f64) -> Self {
+    pub fn new(vars: Vec<Var>, lr: f64, rho: f64, eps: f64, eps_in_root: bool) -> Self {
         RmsProp {
             velocity: zeros_like(&vars),
             vars,
             lr: lr as f32,
             rho: rho as f32,
             eps: eps as f32,
+            eps_in_root,
         }
     }
 }
 
 impl Optimizer for RmsProp {
     fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let (lr, rho, eps) = (self.lr, self.rho, self.eps);
+        let (lr, rho, eps, in_root) = (self.lr, self.rho, self.eps, self.eps_in_root);
         for (var, v) in self.vars.iter().zip(&mut self.velocity) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
@@ -152,7 +163,12 @@ impl Optimizer for RmsProp {
             update_in_place(var, grad, |p, g| {
                 for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
                     *v = rho * *v + (1.0 - rho) * g * g;
-                    *p -= lr * g / (v.sqrt() + eps);
+                    let denominator = if in_root {
+                        (*v + eps).sqrt()
+                    } else {
+                        v.sqrt() + eps
+                    };
+                    *p -= lr * g / denominator;
                 }
             })?;
         }
