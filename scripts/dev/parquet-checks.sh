@@ -19,8 +19,11 @@ $py scripts/dev/check_parquet.py manifest "$tmp/manifest.parquet" --rows 4000 --
 for split in train validation test; do
   for class in shirt tshirt; do
     mkdir -p "$tmp/small/$split/$class"
-    ls "data/demo/$split/$class" | sort | head -n $([ $split = train ] && echo 10 || echo 5) |
-      while read -r f; do cp "data/demo/$split/$class/$f" "$tmp/small/$split/$class/"; done
+    # A glob, not `ls | head`: under pipefail, head closing the pipe early kills the
+    # writer with SIGPIPE and the script with exit 141.
+    files=("data/demo/$split/$class"/*)
+    n=$([ $split = train ] && echo 10 || echo 5)
+    cp "${files[@]:0:n}" "$tmp/small/$split/$class/"
   done
 done
 $bin/convbase-prepare -q "$tmp/small" -o "$tmp/small.parquet"
