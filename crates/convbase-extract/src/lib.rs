@@ -21,7 +21,7 @@ use convbase_format::{
 };
 use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
 
-use crate::cache::{Pool, WorkDir, compatible};
+use crate::cache::{Cache, WorkDir, compatible};
 
 /// Everything that decides what an extraction computes and where it goes.
 #[derive(Debug, Clone)]
@@ -173,7 +173,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     };
 
     // Earlier output: reused when compatible; up to date when it is exactly this run's result.
-    let mut pool = Pool::default();
+    let mut cache = Cache::default();
     if cfg.out.exists() {
         match read_features_meta(&cfg.out) {
             Ok((have, _)) if have == provenance && !WorkDir::path_for(&cfg.out).exists() => {
@@ -186,7 +186,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
             }
             Ok((have, _)) => match compatible(&have, &provenance) {
                 Ok(()) => {
-                    if let Err(why) = pool.add_file(&cfg.out, &provenance) {
+                    if let Err(why) = cache.add_file(&cfg.out, &provenance) {
                         tracing::warn!("cannot reuse {}: {why}", cfg.out.display());
                     }
                 }
@@ -198,7 +198,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
             Err(e) => tracing::warn!("ignoring existing output: {e}"),
         }
     }
-    let mut work = WorkDir::open(&cfg.out, &provenance, &mut pool)?;
+    let mut work = WorkDir::open(&cfg.out, &provenance, &mut cache)?;
 
     // Images the cache lacks, in manifest order, each content computed once.
     let mut seen = std::collections::HashSet::new();
@@ -207,7 +207,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         .copied()
         .filter(|r| {
             let sha = r.sha256.as_deref().unwrap_or_default();
-            !pool.contains(sha, 0) && seen.insert(sha.to_string())
+            !cache.contains(sha, 0) && seen.insert(sha.to_string())
         })
         .collect();
     progress.set_length(todo.len() as u64);
@@ -215,7 +215,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         tracing::info!(
             "{} images to compute ({} cached) with {} at {} px on {:?}",
             todo.len(),
-            pool.len(),
+            cache.len(),
             cfg.layer,
             cfg.size,
             cfg.device
@@ -227,7 +227,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
             preprocess,
             &model,
             &provenance,
-            &mut pool,
+            &mut cache,
             &mut work,
             progress,
         )?;
@@ -235,26 +235,9 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         summary.failed = failed;
     }
 
-    // Assemble the output in manifest order from the pool.
+    // Assemble the output in manifest order, streaming from the cache's files.
     let mut writer = FeaturesWriter::create(&cfg.out, &provenance)?;
-    let mut batch = FeatureBatch::default();
-    for row in &usable {
-        let sha = row.sha256.as_deref().unwrap_or_default();
-        let Some(values) = pool.get(sha, 0) else {
-            continue; // failed to decode now; already reported
-        };
-        batch.paths.push(row.path.clone());
-        batch.sha256.push(sha.to_string());
-        batch.labels.push(row.label);
-        batch.splits.push(row.split);
-        batch.views.push(0);
-        batch.values.extend_from_slice(values);
-        if batch.len() == 1024 {
-            writer.write(&batch)?;
-            batch = FeatureBatch::default();
-        }
-    }
-    writer.write(&batch)?;
+    cache.write_in_order(&usable, &mut writer, provenance.dim())?;
     summary.rows = writer.finish()?;
     summary.cached = summary.rows - summary.computed.min(summary.rows);
     work.remove()?;
@@ -279,7 +262,7 @@ fn compute(
     preprocess: Preprocess,
     model: &Vgg16,
     provenance: &FeatureProvenance,
-    pool: &mut Pool,
+    cache: &mut Cache,
     work: &mut WorkDir,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<(String, String)>> {
@@ -365,15 +348,13 @@ fn compute(
             batches_in_chunk += 1;
             progress.inc(n as u64);
             if batches_in_chunk == cfg.chunk_batches.max(1) {
-                work.write_chunk(provenance, &chunk)?;
-                pool.add(&chunk, dim);
+                work.write_chunk(provenance, &chunk, cache)?;
                 chunk = FeatureBatch::default();
                 batches_in_chunk = 0;
             }
         }
         if !chunk.is_empty() {
-            work.write_chunk(provenance, &chunk)?;
-            pool.add(&chunk, dim);
+            work.write_chunk(provenance, &chunk, cache)?;
         }
         producer
             .join()

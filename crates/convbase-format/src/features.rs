@@ -1,10 +1,13 @@
 //! `features.parquet`: conv-base outputs, one row per (image, view).
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, UInt32Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FormatError, Result};
@@ -254,55 +257,16 @@ pub struct Features {
 }
 
 impl Features {
-    /// Reads and validates a features file (kind, version, columns, vector length).
+    /// Reads and validates a features file (kind, version, columns, vector length, labels).
     pub fn read(path: &Path) -> Result<Features> {
-        let (footer, builder) = meta::open(path, FileKind::Features)?;
-        let provenance = FeatureProvenance::from_footer(path, &footer)?;
-        let dim = provenance.dim();
-        meta::check_schema(path, builder.schema(), &fields(dim))?;
+        let file = FeaturesFile::open(path)?;
         let mut rows = FeatureBatch::default();
-        for batch in meta::read_batches(path, builder)? {
-            let c = Columns {
-                path,
-                batch: &batch,
-            };
-            rows.paths.extend(c.required_strings("path")?);
-            rows.sha256.extend(c.required_strings("sha256")?);
-            rows.labels.extend(c.required::<Int32Type>("label")?);
-            for s in c.required_strings("split")? {
-                rows.splits
-                    .push(s.parse().map_err(|problem| FormatError::Column {
-                        path: path.to_path_buf(),
-                        column: "split".into(),
-                        problem,
-                    })?);
-            }
-            rows.views.extend(c.required::<UInt32Type>("view")?);
-            let (d, values) = c.f32_vectors("features")?;
-            if d != dim {
-                return Err(FormatError::Column {
-                    path: path.to_path_buf(),
-                    column: "features".into(),
-                    problem: format!("vectors have length {d}, footer's feature_shape says {dim}"),
-                });
-            }
-            rows.values.extend_from_slice(values);
-        }
-        for &label in &rows.labels {
-            if label < 0 || label as usize >= provenance.classes.len() {
-                return Err(FormatError::Column {
-                    path: path.to_path_buf(),
-                    column: "label".into(),
-                    problem: format!(
-                        "label {label} outside the {} classes",
-                        provenance.classes.len()
-                    ),
-                });
-            }
+        for batch in meta::read_batches(path, file.builder()?)? {
+            file.append(&batch, &mut rows)?;
         }
         Ok(Features {
-            provenance,
-            dim,
+            provenance: file.provenance,
+            dim: file.dim,
             rows,
         })
     }
@@ -319,12 +283,167 @@ impl Features {
     }
 }
 
+/// A features file opened for reading one row group at a time, so that a file of any size
+/// can be walked in bounded memory (the extraction cache does this).
+pub struct FeaturesFile {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    pub provenance: FeatureProvenance,
+    pub dim: usize,
+}
+
+impl std::fmt::Debug for FeaturesFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeaturesFile")
+            .field("path", &self.path)
+            .field("dim", &self.dim)
+            .field("row_groups", &self.num_row_groups())
+            .finish()
+    }
+}
+
+impl FeaturesFile {
+    /// Opens and validates the footer and schema; reads no rows.
+    pub fn open(path: &Path) -> Result<FeaturesFile> {
+        let (footer, _, metadata) = meta::open_metadata(path, FileKind::Features)?;
+        let provenance = FeatureProvenance::from_footer(path, &footer)?;
+        let dim = provenance.dim();
+        meta::check_schema(path, metadata.schema(), &fields(dim))?;
+        Ok(FeaturesFile {
+            path: path.to_path_buf(),
+            metadata,
+            provenance,
+            dim,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.metadata.metadata().file_metadata().num_rows() as usize
+    }
+
+    pub fn num_row_groups(&self) -> usize {
+        self.metadata.metadata().num_row_groups()
+    }
+
+    /// The cache keys (image sha256, view) of one row group, reading only those two columns.
+    pub fn keys(&self, row_group: usize) -> Result<Vec<(String, u32)>> {
+        let mut keys = Vec::new();
+        for batch in self.read_row_group(row_group, Some(&["sha256", "view"]))? {
+            let c = Columns {
+                path: &self.path,
+                batch: &batch,
+            };
+            let sha = c.required_strings("sha256")?;
+            let views = c.required::<UInt32Type>("view")?;
+            keys.extend(sha.into_iter().zip(views));
+        }
+        Ok(keys)
+    }
+
+    /// Every row of one row group, validated.
+    pub fn row_group(&self, row_group: usize) -> Result<FeatureBatch> {
+        let mut rows = FeatureBatch::default();
+        for batch in self.read_row_group(row_group, None)? {
+            self.append(&batch, &mut rows)?;
+        }
+        Ok(rows)
+    }
+
+    /// A reader over the file, opened anew: holding no descriptor between reads lets a
+    /// caller keep thousands of these (one per journal chunk) open.
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+        let file = File::open(&self.path).map_err(|e| FormatError::io(&self.path, e))?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+            file,
+            self.metadata.clone(),
+        ))
+    }
+
+    fn read_row_group(
+        &self,
+        row_group: usize,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<RecordBatch>> {
+        if row_group >= self.num_row_groups() {
+            return Err(FormatError::Invalid {
+                path: self.path.clone(),
+                problem: format!(
+                    "row group {row_group} requested, the file has {}",
+                    self.num_row_groups()
+                ),
+            });
+        }
+        let mut builder = self.builder()?.with_row_groups(vec![row_group]);
+        if let Some(columns) = columns {
+            let schema = self.metadata.parquet_schema();
+            let roots = schema
+                .root_schema()
+                .get_fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| columns.contains(&f.name()))
+                .map(|(i, _)| i);
+            let mask = ProjectionMask::roots(schema, roots);
+            builder = builder.with_projection(mask);
+        }
+        meta::read_batches(&self.path, builder)
+    }
+
+    /// Appends the rows of one record batch of this file to `rows`, validating every column.
+    fn append(&self, batch: &RecordBatch, rows: &mut FeatureBatch) -> Result<()> {
+        let path = self.path.as_path();
+        let c = Columns { path, batch };
+        let labels = c.required::<Int32Type>("label")?;
+        if let Some(&label) = labels
+            .iter()
+            .find(|&&l| l < 0 || l as usize >= self.provenance.classes.len())
+        {
+            return Err(FormatError::Column {
+                path: path.to_path_buf(),
+                column: "label".into(),
+                problem: format!(
+                    "label {label} outside the {} classes",
+                    self.provenance.classes.len()
+                ),
+            });
+        }
+        let (d, values) = c.f32_vectors("features")?;
+        if d != self.dim {
+            return Err(FormatError::Column {
+                path: path.to_path_buf(),
+                column: "features".into(),
+                problem: format!(
+                    "vectors have length {d}, footer's feature_shape says {}",
+                    self.dim
+                ),
+            });
+        }
+        rows.paths.extend(c.required_strings("path")?);
+        rows.sha256.extend(c.required_strings("sha256")?);
+        rows.labels.extend(labels);
+        for s in c.required_strings("split")? {
+            rows.splits
+                .push(s.parse().map_err(|problem| FormatError::Column {
+                    path: path.to_path_buf(),
+                    column: "split".into(),
+                    problem,
+                })?);
+        }
+        rows.views.extend(c.required::<UInt32Type>("view")?);
+        rows.values.extend_from_slice(values);
+        Ok(())
+    }
+}
+
 /// Reads only the footer of a features file: its provenance and row count.
 pub fn read_features_meta(path: &Path) -> Result<(FeatureProvenance, usize)> {
-    let (footer, builder) = meta::open(path, FileKind::Features)?;
-    let provenance = FeatureProvenance::from_footer(path, &footer)?;
-    let rows = builder.metadata().file_metadata().num_rows() as usize;
-    Ok((provenance, rows))
+    let file = FeaturesFile::open(path)?;
+    let rows = file.num_rows();
+    Ok((file.provenance, rows))
 }
 
 #[cfg(test)]
@@ -381,6 +500,18 @@ mod tests {
         assert_eq!(f.rows.row(2, 3), &[-1.0, 0.5, f32::MIN_POSITIVE]);
         assert_eq!(f.split(Split::Validation).paths, vec!["y.png".to_string()]);
         assert_eq!(read_features_meta(&p).unwrap().1, 3);
+
+        // One row group per write, each readable on its own.
+        let file = FeaturesFile::open(&p).unwrap();
+        assert_eq!((file.num_rows(), file.num_row_groups()), (3, 2));
+        assert_eq!(
+            file.keys(0).unwrap(),
+            vec![("aa".to_string(), 0), ("bb".to_string(), 0)]
+        );
+        assert_eq!(file.row_group(1).unwrap(), b2);
+        assert_eq!(file.row_group(0).unwrap(), b1);
+        let err = file.row_group(2).unwrap_err().to_string();
+        assert!(err.contains("row group 2") && err.contains("f.parquet"), "{err}");
     }
 
     #[test]

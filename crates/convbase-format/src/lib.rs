@@ -19,7 +19,9 @@ mod split;
 
 pub use atomic::{AtomicFile, write_atomically};
 pub use error::{FormatError, Result};
-pub use features::{FeatureBatch, FeatureProvenance, Features, FeaturesWriter, read_features_meta};
+pub use features::{
+    FeatureBatch, FeatureProvenance, Features, FeaturesFile, FeaturesWriter, read_features_meta,
+};
 pub use manifest::{Manifest, ManifestMeta, ManifestRow, STATUS_OK};
 pub use meta::{FileKind, SCHEMA_VERSION, TOOL_VERSION, sha256_file};
 pub use predictions::{PredictionRow, Predictions};

@@ -11,7 +11,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -186,14 +188,29 @@ pub(crate) fn open(
     path: &Path,
     kind: FileKind,
 ) -> Result<(Footer, ParquetRecordBatchReaderBuilder<File>)> {
+    let (footer, file, metadata) = open_metadata(path, kind)?;
+    Ok((
+        footer,
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata),
+    ))
+}
+
+/// Like [`open`], but returns the parsed Parquet metadata so that a caller can build several
+/// readers (one per row group, say) without parsing the footer again.
+pub(crate) fn open_metadata(
+    path: &Path,
+    kind: FileKind,
+) -> Result<(Footer, File, ArrowReaderMetadata)> {
     let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| FormatError::Parquet {
-            path: path.to_path_buf(),
-            source,
+    let metadata =
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).map_err(|source| {
+            FormatError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
     let mut footer = Footer::default();
-    if let Some(kvs) = builder.metadata().file_metadata().key_value_metadata() {
+    if let Some(kvs) = metadata.metadata().file_metadata().key_value_metadata() {
         for kv in kvs {
             if let Some(v) = &kv.value {
                 footer.0.insert(kv.key.clone(), v.clone());
@@ -221,7 +238,7 @@ pub(crate) fn open(
             supported: SCHEMA_VERSION,
         });
     }
-    Ok((footer, builder))
+    Ok((footer, file, metadata))
 }
 
 /// Reads every record batch of an opened file.
