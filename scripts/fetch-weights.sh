@@ -54,7 +54,9 @@ PY
 fi
 
 cd "$repo"
-cargo build --release --quiet -p convbase-vgg16 >&2
+# The whole workspace's binaries, not `-p convbase-vgg16`: building one package resolves
+# dependency features differently and would make the next workspace build compile candle again.
+cargo build --release --quiet --workspace --bins >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 mkdir -p "$(dirname "$out")"
 "$target_dir/release/convbase-vgg16" --quiet convert "$onnx" --sha256 "$onnx_sha" \
