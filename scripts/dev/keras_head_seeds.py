@@ -31,6 +31,7 @@ def main():
     ap.add_argument("features")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--history", help="directory for one history CSV per seed")
     args = ap.parse_args()
     table = pq.read_table(args.features)
     xtr, ytr = split(table, "train")
@@ -55,6 +56,13 @@ def main():
         secs = time.time() - start
         _, test_acc = model.evaluate(xte, yte, batch_size=20, verbose=0)
         val = h.history["val_accuracy"]
+        if args.history:
+            os.makedirs(args.history, exist_ok=True)
+            with open(os.path.join(args.history, f"seed{seed}.csv"), "w") as out:
+                out.write("epoch,loss,acc,val_loss,val_acc\n")
+                for e in range(len(val)):
+                    out.write(f"{e + 1},{h.history['loss'][e]:.6f},{h.history['accuracy'][e]:.6f},"
+                              f"{h.history['val_loss'][e]:.6f},{val[e]:.6f}\n")
         print(f"{seed},{val[-1]:.3f},{max(val):.3f},{test_acc:.3f},{secs:.1f}", flush=True)
 
 

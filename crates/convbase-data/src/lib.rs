@@ -7,7 +7,10 @@
 //! - `convbase-prepare`: scans a data set (pre-split or flat with a deterministic split)
 //!   into `manifest.parquet`, one row per file with its status ([`prepare`]).
 //! - `convbase-demo-data`: writes the Fashion-MNIST demo set from IDX files ([`demo`]).
+//! - Data augmentation with Keras' `ImageDataGenerator` semantics ([`augment`]) and
+//!   `convbase-augment-preview`, which shows an image's augmented views on a contact sheet.
 
+pub mod augment;
 mod decode;
 pub mod demo;
 pub mod prepare;

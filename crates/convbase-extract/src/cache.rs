@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use convbase_format::{FeatureBatch, FeatureProvenance, FeaturesFile, FeaturesWriter, ManifestRow};
+use convbase_format::{
+    FeatureBatch, FeatureProvenance, FeaturesFile, FeaturesWriter, ManifestRow, Split,
+};
 
 /// Rows per row group of the assembled output.
 const OUTPUT_ROWS_PER_GROUP: usize = 1024;
@@ -48,14 +50,20 @@ impl Cache {
     }
 
     /// Indexes the rows of a features file if it was computed with compatible settings (an
-    /// earlier row for the same key wins). Returns why it was not used, if it was not.
+    /// earlier row for the same key wins). Augmented views are only taken from a file with
+    /// the same augmentation policy; view 0 is the plain image under any policy. Returns why
+    /// the file was not used, if it was not.
     pub fn add_file(&mut self, path: &Path, want: &FeatureProvenance) -> Result<(), String> {
         let file = FeaturesFile::open(path).map_err(|e| e.to_string())?;
         compatible(&file.provenance, want)?;
+        let same_views = file.provenance.augment == want.augment;
         let index = self.files.len();
         for row_group in 0..file.num_row_groups() {
             let keys = file.keys(row_group).map_err(|e| e.to_string())?;
             for (row, key) in keys.into_iter().enumerate() {
+                if key.1 != 0 && !same_views {
+                    continue;
+                }
                 self.rows.entry(key).or_insert(Location {
                     file: index,
                     row_group,
@@ -67,42 +75,51 @@ impl Cache {
         Ok(())
     }
 
-    /// Writes one row per `rows` entry (view 0) that the cache holds, in that order; rows it
-    /// lacks (images that failed to decode) are left out.
+    /// Writes the rows of `rows`, in that order, each with the views `views_of` its split
+    /// (view order within an image); views the cache lacks (images that failed to decode)
+    /// are left out.
     ///
     /// Works one output row group at a time, reading each source row group it needs once
     /// per output group; the usual source (the previous output or the journal) is already
     /// in manifest order, so each source row group is read about once.
-    pub fn write_in_order(
+    pub fn write_in_order<V>(
         &self,
         rows: &[&ManifestRow],
+        views_of: impl Fn(Split) -> V,
         writer: &mut FeaturesWriter,
         dim: usize,
-    ) -> anyhow::Result<()> {
-        self.write_in_groups(rows, writer, dim, OUTPUT_ROWS_PER_GROUP)
+    ) -> anyhow::Result<()>
+    where
+        V: IntoIterator<Item = u32>,
+    {
+        let items: Vec<(&ManifestRow, u32)> = rows
+            .iter()
+            .flat_map(|&r| views_of(r.split).into_iter().map(move |v| (r, v)))
+            .collect();
+        self.write_in_groups(&items, writer, dim, OUTPUT_ROWS_PER_GROUP)
     }
 
     fn write_in_groups(
         &self,
-        rows: &[&ManifestRow],
+        items: &[(&ManifestRow, u32)],
         writer: &mut FeaturesWriter,
         dim: usize,
         rows_per_group: usize,
     ) -> anyhow::Result<()> {
         let mut loaded: Option<(Location, FeatureBatch)> = None;
-        for window in rows.chunks(rows_per_group) {
+        for window in items.chunks(rows_per_group) {
             let mut batch = FeatureBatch::default();
             let mut locations = Vec::with_capacity(window.len());
-            for row in window {
+            for &(row, view) in window {
                 let sha = row.sha256.as_deref().unwrap_or_default();
-                let Some(&at) = self.rows.get(&(sha.to_string(), 0)) else {
+                let Some(&at) = self.rows.get(&(sha.to_string(), view)) else {
                     continue;
                 };
                 batch.paths.push(row.path.clone());
                 batch.sha256.push(sha.to_string());
                 batch.labels.push(row.label);
                 batch.splits.push(row.split);
-                batch.views.push(0);
+                batch.views.push(view);
                 locations.push(at);
             }
             batch.values = vec![0.0; locations.len() * dim];
@@ -130,16 +147,10 @@ impl Cache {
     }
 }
 
-/// Whether rows computed under `have` may be reused under `want`.
+/// Whether rows computed under `have` may be reused under `want` (augmented views also need
+/// the same policy: see [`Cache::add_file`]).
 pub fn compatible(have: &FeatureProvenance, want: &FeatureProvenance) -> Result<(), String> {
-    want.check_compatible(have)?;
-    if have.augment != want.augment {
-        return Err(format!(
-            "augment differs: {:?} vs {:?}",
-            want.augment, have.augment
-        ));
-    }
-    Ok(())
+    want.check_compatible(have)
 }
 
 /// The journal of completed chunks of the current run, beside the output file.
@@ -249,6 +260,7 @@ mod tests {
             feature_shape: vec![1, 1, dim],
             flatten_order: "hwc".into(),
             augment: "none".into(),
+            views: 0,
             manifest_sha256: "m".into(),
             classes: vec!["a".into(), "b".into()],
             dataset_root: "/data".into(),
@@ -311,14 +323,18 @@ mod tests {
                 status: "ok".into(),
             })
             .collect();
-        let rows: Vec<&ManifestRow> = manifest.iter().collect();
+        let rows: Vec<(&ManifestRow, u32)> = manifest.iter().map(|r| (r, 0)).collect();
         let out = dir.path().join("out.parquet");
         let mut writer = FeaturesWriter::create(&out, &provenance(dim)).unwrap();
         cache.write_in_groups(&rows, &mut writer, dim, 4).unwrap();
         assert_eq!(writer.finish().unwrap(), 8);
 
         let file = FeaturesFile::open(&out).unwrap();
-        assert_eq!(file.num_row_groups(), 3, "groups of at most 4 manifest rows");
+        assert_eq!(
+            file.num_row_groups(),
+            3,
+            "groups of at most 4 manifest rows"
+        );
         let got = Features::read(&out).unwrap().rows;
         let order = [6, 1, 9, 2, 3, 8, 7, 5];
         assert_eq!(

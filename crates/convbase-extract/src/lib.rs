@@ -5,6 +5,10 @@
 //! batches while the model runs on the previous batch; completed work is journalled in
 //! chunk files (see [`cache`]) so a killed run resumes where it stopped; the final file is
 //! assembled in manifest order and renamed into place only when complete.
+//!
+//! With `views > 0`, every training image also gets that many augmented views (Keras'
+//! `ImageDataGenerator` semantics, drawn per image content hash and view), computed once
+//! and cached like view 0; validation and test images keep view 0 only.
 
 pub mod cache;
 
@@ -14,10 +18,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
+use convbase_data::augment::AugmentPolicy;
 use convbase_data::{ResizeFilter, load_for_network};
 use convbase_format::{
-    FeatureBatch, FeatureProvenance, FeaturesWriter, Manifest, ManifestRow, read_features_meta,
-    sha256_file,
+    FeatureBatch, FeatureProvenance, FeaturesWriter, Manifest, ManifestRow, Split,
+    read_features_meta, sha256_file,
 };
 use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
 
@@ -44,6 +49,17 @@ pub struct Config {
     pub chunk_batches: usize,
     /// Threads decoding images beside the model.
     pub decode_threads: usize,
+    /// Augmented views per training image, beside the unaugmented view 0.
+    pub views: u32,
+    /// How augmented views are drawn; required when `views > 0`.
+    pub augment: Option<AugmentPolicy>,
+}
+
+impl Config {
+    /// The views a row of `split` has in the output: 0, and 1..=views for training images.
+    fn views_of(&self, split: Split) -> std::ops::RangeInclusive<u32> {
+        0..=if split == Split::Train { self.views } else { 0 }
+    }
 }
 
 /// What a run did, for the summary line.
@@ -51,7 +67,7 @@ pub struct Config {
 pub struct Summary {
     /// Rows in the output file.
     pub rows: usize,
-    /// Images run through the model in this run.
+    /// Rows (image views) run through the model in this run.
     pub computed: usize,
     /// Rows taken from the cache (earlier output or journal).
     pub cached: usize,
@@ -131,6 +147,11 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     if cfg.size < 32 {
         bail!("--size must be at least 32 pixels (VGG16 pools 5 times)");
     }
+    let augment = match (cfg.views, cfg.augment) {
+        (0, _) => "none".to_string(),
+        (_, Some(policy)) => policy.to_json(),
+        (_, None) => bail!("augmented views need an augmentation policy"),
+    };
     let _lock = lock_output(&cfg.out)?;
 
     let manifest = Manifest::read(&cfg.manifest)?;
@@ -166,7 +187,8 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         pool: cfg.pool.to_string(),
         feature_shape: model.output_shape(cfg.size as usize),
         flatten_order: "hwc".into(),
-        augment: "none".into(),
+        augment,
+        views: cfg.views,
         manifest_sha256,
         classes: manifest.meta.classes.clone(),
         dataset_root: root.to_string_lossy().into_owned(),
@@ -200,27 +222,27 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     }
     let mut work = WorkDir::open(&cfg.out, &provenance, &mut cache)?;
 
-    // Images the cache lacks, in manifest order, each content computed once.
+    // Image views the cache lacks, in manifest order, each (content, view) computed once.
     let mut seen = std::collections::HashSet::new();
-    let todo: Vec<&ManifestRow> = usable
+    let todo: Vec<(&ManifestRow, u32)> = usable
         .iter()
-        .copied()
-        .filter(|r| {
+        .flat_map(|&r| cfg.views_of(r.split).map(move |view| (r, view)))
+        .filter(|&(r, view)| {
             let sha = r.sha256.as_deref().unwrap_or_default();
-            !cache.contains(sha, 0) && seen.insert(sha.to_string())
+            !cache.contains(sha, view) && seen.insert((sha.to_string(), view))
         })
         .collect();
     progress.set_length(todo.len() as u64);
     if !todo.is_empty() {
         tracing::info!(
-            "{} images to compute ({} cached) with {} at {} px on {:?}",
+            "{} image views to compute ({} cached) with {} at {} px on {:?}",
             todo.len(),
             cache.len(),
             cfg.layer,
             cfg.size,
             cfg.device
         );
-        let failed = compute(
+        let (computed, failed) = compute(
             cfg,
             &root,
             &todo,
@@ -231,13 +253,18 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
             &mut work,
             progress,
         )?;
-        summary.computed = todo.len() - failed.len();
+        summary.computed = computed;
         summary.failed = failed;
     }
 
     // Assemble the output in manifest order, streaming from the cache's files.
     let mut writer = FeaturesWriter::create(&cfg.out, &provenance)?;
-    cache.write_in_order(&usable, &mut writer, provenance.dim())?;
+    cache.write_in_order(
+        &usable,
+        |split| cfg.views_of(split),
+        &mut writer,
+        provenance.dim(),
+    )?;
     summary.rows = writer.finish()?;
     summary.cached = summary.rows - summary.computed.min(summary.rows);
     work.remove()?;
@@ -245,27 +272,28 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     Ok(summary)
 }
 
-/// One decoded batch: the rows and their preprocessed NCHW pixels.
+/// One decoded batch: the image views and their preprocessed NCHW pixels.
 struct Decoded<'a> {
-    rows: Vec<&'a ManifestRow>,
+    rows: Vec<(&'a ManifestRow, u32)>,
     pixels: Vec<f32>,
     failed: Vec<(String, String)>,
 }
 
-/// Runs the model over `todo`, journalling every `chunk_batches` batches. Returns the images
-/// that failed to decode.
+/// Runs the model over the image views in `todo`, journalling every `chunk_batches` batches.
+/// Returns the number of image views computed and the images that failed to decode, once
+/// each.
 #[allow(clippy::too_many_arguments)]
 fn compute(
     cfg: &Config,
     root: &Path,
-    todo: &[&ManifestRow],
+    todo: &[(&ManifestRow, u32)],
     preprocess: Preprocess,
     model: &Vgg16,
     provenance: &FeatureProvenance,
     cache: &mut Cache,
     work: &mut WorkDir,
     progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> anyhow::Result<(usize, Vec<(String, String)>)> {
     let size = cfg.size as usize;
     let per_image = 3 * size * size;
     let dim = provenance.dim();
@@ -276,6 +304,7 @@ fn compute(
     // Two batches in flight: the one the model runs and the next one decoding.
     let (tx, rx) = crossbeam_channel::bounded::<Decoded>(1);
     let mut failed = Vec::new();
+    let mut computed = 0;
 
     std::thread::scope(|scope| -> anyhow::Result<()> {
         // Owned here so that an early error drops it and unblocks the producer.
@@ -291,13 +320,20 @@ fn compute(
                 };
                 while out.rows.len() < cfg.batch && pending.peek().is_some() {
                     let want = cfg.batch - out.rows.len();
-                    let next: Vec<&ManifestRow> = pending.by_ref().take(want).collect();
+                    let next: Vec<(&ManifestRow, u32)> = pending.by_ref().take(want).collect();
                     let loaded: Vec<_> = decoders.install(|| {
                         use rayon::prelude::*;
                         next.par_iter()
-                            .map(|r| {
+                            .map(|&(r, view)| {
                                 load_for_network(&root.join(&r.path), cfg.size, cfg.resize_filter)
                                     .map(|rgb| {
+                                        let rgb = match (view, &cfg.augment) {
+                                            (1.., Some(policy)) => {
+                                                let key = r.sha256.as_deref().unwrap_or_default();
+                                                policy.view(&rgb, size, size, key, view)
+                                            }
+                                            _ => rgb,
+                                        };
                                         let mut chw = vec![0f32; per_image];
                                         preprocess.apply(&rgb, size, &mut chw);
                                         chw
@@ -305,13 +341,13 @@ fn compute(
                             })
                             .collect()
                     });
-                    for (row, res) in next.into_iter().zip(loaded) {
+                    for (item, res) in next.into_iter().zip(loaded) {
                         match res {
                             Ok(chw) => {
-                                out.rows.push(row);
+                                out.rows.push(item);
                                 out.pixels.extend_from_slice(&chw);
                             }
-                            Err(e) => out.failed.push((row.path.clone(), e.to_string())),
+                            Err(e) => out.failed.push((item.0.path.clone(), e.to_string())),
                         }
                     }
                 }
@@ -323,12 +359,16 @@ fn compute(
 
         let mut chunk = FeatureBatch::default();
         let mut batches_in_chunk = 0;
+        let mut failed_paths = std::collections::HashSet::new();
         for decoded in rx.iter() {
-            for (path, why) in &decoded.failed {
-                tracing::warn!("skipping {}: {why}", root.join(path).display());
-            }
             progress.inc(decoded.failed.len() as u64);
-            failed.extend(decoded.failed);
+            for (path, why) in decoded.failed {
+                // An image with several views fails once per view; report it once.
+                if failed_paths.insert(path.clone()) {
+                    tracing::warn!("skipping {}: {why}", root.join(&path).display());
+                    failed.push((path, why));
+                }
+            }
             let n = decoded.rows.len();
             if n == 0 {
                 continue;
@@ -337,15 +377,16 @@ fn compute(
             let y = model.forward(&x)?;
             let values = convbase_vgg16::flatten_hwc(&y)?;
             debug_assert_eq!(values.len(), n * dim);
-            for row in &decoded.rows {
+            for &(row, view) in &decoded.rows {
                 chunk.paths.push(row.path.clone());
                 chunk.sha256.push(row.sha256.clone().unwrap_or_default());
                 chunk.labels.push(row.label);
                 chunk.splits.push(row.split);
-                chunk.views.push(0);
+                chunk.views.push(view);
             }
             chunk.values.extend_from_slice(&values);
             batches_in_chunk += 1;
+            computed += n;
             progress.inc(n as u64);
             if batches_in_chunk == cfg.chunk_batches.max(1) {
                 work.write_chunk(provenance, &chunk, cache)?;
@@ -361,5 +402,5 @@ fn compute(
             .map_err(|_| anyhow::anyhow!("decoder thread panicked"))?;
         Ok(())
     })?;
-    Ok(failed)
+    Ok((computed, failed))
 }

@@ -4,15 +4,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use convbase_cli::GlobalArgs;
 use convbase_data::ResizeFilter;
+use convbase_data::augment::AugmentPolicy;
 use convbase_vgg16::{GlobalPool, Layer, Preprocess};
 
 /// Runs the VGG16 conv base over every usable image of a manifest and writes one feature
-/// vector per image to a Parquet file.
+/// vector per image (and per augmented view of a training image) to a Parquet file.
 ///
 /// The output is a cache that never lies: re-running with the same inputs does no model
 /// work; images added to the manifest are the only ones computed and removed ones
 /// disappear; any change of weights, layer, size, filter, pooling or preprocessing
-/// recomputes everything into a fresh file; a killed run resumes from its completed chunks.
+/// recomputes everything into a fresh file (a new augmentation policy recomputes the
+/// augmented views only); a killed run resumes from its completed chunks.
 #[derive(Debug, Parser)]
 #[command(name = "convbase-extract", version, after_help = EXIT_CODES)]
 struct Args {
@@ -56,6 +58,20 @@ struct Args {
     /// Threads decoding images while the model runs.
     #[arg(long, default_value_t = 1)]
     decode_threads: usize,
+    /// Augmented views per training image, computed once and cached beside the plain view 0
+    /// (validation and test images keep view 0 only). Raising it computes only the new
+    /// views. 0: no augmentation.
+    #[arg(long, default_value_t = 0, help_heading = "Augmentation")]
+    views: u32,
+    /// How views are drawn, with Keras ImageDataGenerator's semantics: a preset (`book`:
+    /// rotation 40, shifts 0.2, shear 0.2 degrees, zoom 0.2, horizontal flip, fill nearest;
+    /// `book-keras2.0.8`: the same arguments as the book's Keras ran them, shear in radians)
+    /// then comma-separated overrides, e.g. `book,rotation=20,fill=reflect,seed=7`. Keys:
+    /// rotation, width_shift, height_shift, shear, shear_unit, zoom (z or lo:hi),
+    /// horizontal_flip, vertical_flip, fill (nearest|constant|reflect|wrap), cval,
+    /// interpolation (bilinear|nearest), geometry (keras3|keras2), seed.
+    #[arg(long, default_value = "book", help_heading = "Augmentation")]
+    augment: AugmentPolicy,
     #[command(flatten)]
     global: GlobalArgs,
 }
@@ -81,6 +97,8 @@ fn main() -> ExitCode {
             root: args.root,
             chunk_batches: args.chunk_batches,
             decode_threads: args.decode_threads,
+            views: args.views,
+            augment: Some(args.augment),
         };
         let bar = convbase_cli::progress(&args.global, 0, "extract");
         let s = convbase_extract::run(&cfg, &bar)?;

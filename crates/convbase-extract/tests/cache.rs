@@ -117,6 +117,8 @@ impl Data {
             root: None,
             chunk_batches: 1,
             decode_threads: 1,
+            views: 0,
+            augment: None,
         }
     }
 }
@@ -204,6 +206,89 @@ fn any_settings_change_recomputes_everything_into_one_setting() {
             "one setting, one vector length"
         );
     }
+}
+
+/// The vector of (path, view) in a features file.
+fn vector(f: &Features, path: &str, view: u32) -> Vec<f32> {
+    let i = (0..f.rows.len())
+        .find(|&i| f.rows.paths[i] == path && f.rows.views[i] == view)
+        .unwrap_or_else(|| panic!("no row for {path} view {view}"));
+    f.rows.row(i, f.dim).to_vec()
+}
+
+#[test]
+fn augmented_views_are_cached_per_view_and_only_for_training_images() {
+    let data = Data::new(10); // 8 train, 2 validation
+    let with = |views: u32, policy: &str| {
+        let mut c = data.config();
+        c.views = views;
+        c.augment = Some(policy.parse().unwrap());
+        c
+    };
+    let s = run(&with(2, "book"));
+    assert_eq!((s.rows, s.computed), (8 * 3 + 2, 26));
+    let two = Features::read(&data.out()).unwrap();
+    assert_eq!(two.provenance.views, 2);
+    assert!(
+        two.provenance.augment.contains("rotation"),
+        "policy in the footer"
+    );
+    for i in 0..two.rows.len() {
+        let max = if two.rows.splits[i] == Split::Train {
+            2
+        } else {
+            0
+        };
+        assert!(two.rows.views[i] <= max, "row {i}");
+    }
+    let train = &data
+        .manifest
+        .rows
+        .iter()
+        .find(|r| r.split == Split::Train)
+        .unwrap()
+        .path;
+    assert_ne!(
+        vector(&two, train, 0),
+        vector(&two, train, 1),
+        "a view is augmented"
+    );
+    assert_ne!(
+        vector(&two, train, 1),
+        vector(&two, train, 2),
+        "views differ"
+    );
+
+    // Views are a function of (policy, image, view): a fresh file gets the same ones.
+    let mut fresh = with(2, "book");
+    fresh.out = data.dir.path().join("fresh.parquet");
+    run(&fresh);
+    assert_eq!(
+        std::fs::read(&fresh.out).unwrap(),
+        std::fs::read(data.out()).unwrap()
+    );
+
+    // One more view: only it is computed; the others are carried over bit for bit.
+    let s = run(&with(3, "book"));
+    assert_eq!((s.rows, s.computed), (8 * 4 + 2, 8));
+    let three = Features::read(&data.out()).unwrap();
+    for view in 0..=2 {
+        assert_eq!(vector(&two, train, view), vector(&three, train, view));
+    }
+
+    // Another policy: the augmented views are recomputed, the plain views are not.
+    let s = run(&with(3, "book,seed=7"));
+    assert_eq!((s.rows, s.computed), (8 * 4 + 2, 8 * 3));
+    let reseeded = Features::read(&data.out()).unwrap();
+    assert_eq!(vector(&three, train, 0), vector(&reseeded, train, 0));
+    assert_ne!(vector(&three, train, 1), vector(&reseeded, train, 1));
+
+    // No views: the plain rows come from the cache and the augmented ones disappear.
+    let s = run(&data.config());
+    assert_eq!((s.rows, s.computed, s.up_to_date), (10, 0, false));
+    let plain = Features::read(&data.out()).unwrap();
+    assert_eq!(plain.provenance.augment, "none");
+    assert!(plain.rows.views.iter().all(|&v| v == 0));
 }
 
 #[test]

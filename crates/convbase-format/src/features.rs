@@ -38,6 +38,10 @@ pub struct FeatureProvenance {
     pub flatten_order: String,
     /// Augmentation policy and seed as JSON, or `none`.
     pub augment: String,
+    /// Augmented views per training image (views 1..=N beside view 0); 0 without
+    /// augmentation. Validation and test images have view 0 only.
+    #[serde(default)]
+    pub views: u32,
     /// Hex SHA-256 of the manifest file the rows were computed from.
     pub manifest_sha256: String,
     /// Class names; a label indexes this list.
@@ -86,6 +90,7 @@ impl FeatureProvenance {
         footer.set_json("convbase.feature_shape", &self.feature_shape);
         footer.set("convbase.flatten_order", &self.flatten_order);
         footer.set("convbase.augment", &self.augment);
+        footer.set("convbase.views", self.views.to_string());
         footer.set("convbase.manifest.sha256", &self.manifest_sha256);
         footer.set_json("convbase.classes", &self.classes);
         footer.set("convbase.dataset_root", &self.dataset_root);
@@ -103,6 +108,12 @@ impl FeatureProvenance {
             feature_shape: f.get_json(path, "convbase.feature_shape")?,
             flatten_order: f.get(path, "convbase.flatten_order")?.into(),
             augment: f.get(path, "convbase.augment")?.into(),
+            // Absent in files written before views existed: no augmented views.
+            views: if f.0.contains_key("convbase.views") {
+                f.get_parsed(path, "convbase.views")?
+            } else {
+                0
+            },
             manifest_sha256: f.get(path, "convbase.manifest.sha256")?.into(),
             classes: f.get_json(path, "convbase.classes")?,
             dataset_root: f.get(path, "convbase.dataset_root")?.into(),
@@ -462,6 +473,7 @@ mod tests {
             feature_shape: vec![1, 1, 3],
             flatten_order: "hwc".into(),
             augment: "none".into(),
+            views: 0,
             manifest_sha256: "11".repeat(32),
             classes: vec!["a".into(), "b".into()],
             dataset_root: "/data".into(),
@@ -511,7 +523,10 @@ mod tests {
         assert_eq!(file.row_group(1).unwrap(), b2);
         assert_eq!(file.row_group(0).unwrap(), b1);
         let err = file.row_group(2).unwrap_err().to_string();
-        assert!(err.contains("row group 2") && err.contains("f.parquet"), "{err}");
+        assert!(
+            err.contains("row group 2") && err.contains("f.parquet"),
+            "{err}"
+        );
     }
 
     #[test]

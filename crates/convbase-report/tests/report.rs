@@ -86,6 +86,7 @@ fn provenance(root: &Path) -> FeatureProvenance {
         feature_shape: vec![4, 4, 512],
         flatten_order: "hwc".into(),
         augment: "none".into(),
+        views: 0,
         manifest_sha256: "cd".repeat(32),
         classes: vec!["cats".into(), "dogs".into()],
         dataset_root: root.display().to_string(),

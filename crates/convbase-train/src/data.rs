@@ -217,6 +217,7 @@ mod tests {
                 feature_shape: vec![1],
                 flatten_order: String::new(),
                 augment: String::new(),
+                views: 0,
                 manifest_sha256: String::new(),
                 classes: vec!["x".into(), "y".into()],
                 dataset_root: String::new(),

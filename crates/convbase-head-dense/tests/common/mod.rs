@@ -16,6 +16,7 @@ pub fn provenance(dim: usize, classes: usize, layer: &str) -> FeatureProvenance 
         feature_shape: vec![1, 1, dim],
         flatten_order: "hwc".into(),
         augment: "none".into(),
+        views: 0,
         manifest_sha256: "cd".repeat(32),
         classes: (0..classes).map(|c| format!("class{c}")).collect(),
         dataset_root: "/synthetic".into(),
