@@ -1,6 +1,8 @@
 //! Predicts new images with a trained run in one process: the conv base the run's features
 //! came from (same weights, layer, size, resize filter and preprocessing, all read from the
-//! run's provenance) followed by the run's head.
+//! run's provenance) followed by the run's head. A fine-tuned run (`convbase-finetune`) was
+//! trained on block4_pool features: the conv base runs blocks 1-4, then the run's own block5
+//! and head.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
 use convbase_cli::InputRejected;
 use convbase_data::{ResizeFilter, load_for_network};
+use convbase_finetune::FineTuned;
 use convbase_format::FeatureProvenance;
 use convbase_head_dense::DenseHead;
 use convbase_head_linear::LinearHead;
@@ -20,6 +23,8 @@ use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
 pub enum Classifier {
     Dense(TrainedModel<DenseHead>),
     Linear(TrainedModel<LinearHead>),
+    /// block5 + dense head, on block4_pool features (boxed: its configuration is large).
+    FineTuned(Box<TrainedModel<FineTuned>>),
 }
 
 impl Classifier {
@@ -38,6 +43,7 @@ impl Classifier {
         Ok(match head.as_str() {
             DenseHead::NAME => Classifier::Dense(TrainedModel::load(run_dir)?),
             LinearHead::NAME => Classifier::Linear(TrainedModel::load(run_dir)?),
+            FineTuned::NAME => Classifier::FineTuned(Box::new(TrainedModel::load(run_dir)?)),
             other => bail!(InputRejected(format!(
                 "{}: trained by {other}, which convbase-predict does not know",
                 path.display()
@@ -50,6 +56,7 @@ impl Classifier {
         match self {
             Classifier::Dense(m) => &m.config.features,
             Classifier::Linear(m) => &m.config.features,
+            Classifier::FineTuned(m) => &m.config.features,
         }
     }
 
@@ -58,6 +65,7 @@ impl Classifier {
         Ok(match self {
             Classifier::Dense(m) => m.model.predict_proba(values, rows)?,
             Classifier::Linear(m) => m.model.predict_proba(values, rows)?,
+            Classifier::FineTuned(m) => m.model.predict_proba(values, rows)?,
         })
     }
 }

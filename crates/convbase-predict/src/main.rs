@@ -13,7 +13,7 @@ use convbase_cli::{Exit, GlobalArgs};
 #[derive(Debug, Parser)]
 #[command(name = "convbase-predict", version, after_help = EXIT_CODES)]
 struct Args {
-    /// Run directory written by a head's `train`.
+    /// Run directory written by a head's `train` or by `convbase-finetune train`.
     run: PathBuf,
     /// Images to classify.
     #[arg(required = true)]

@@ -9,7 +9,7 @@ use convbase_format::{
     Manifest, ManifestMeta, ManifestRow, Predictions, STATUS_OK, Split, sha256_file,
 };
 use convbase_head_dense::{DenseConfig, DenseHead};
-use convbase_predict::Predictor;
+use convbase_predict::{Prediction, Predictor};
 use convbase_train::cli::TrainArgs;
 use convbase_vgg16::{GlobalPool, Layer, Preprocess};
 
@@ -29,6 +29,33 @@ struct Train {
     training: TrainArgs,
     #[command(flatten)]
     model: DenseConfig,
+}
+
+/// Features of the manifest's images at `layer`, 32 px, written beside the manifest.
+fn extract(manifest: &Path, layer: Layer) -> PathBuf {
+    let features = manifest.with_file_name(format!("{layer}.parquet"));
+    convbase_extract::run(
+        &convbase_extract::Config {
+            manifest: manifest.to_path_buf(),
+            weights: weights().to_string_lossy().into_owned(),
+            out: features.clone(),
+            size: 32,
+            batch: 8,
+            layer,
+            pool: GlobalPool::None,
+            preprocess: Some(Preprocess::Rescale),
+            resize_filter: ResizeFilter::Nearest,
+            device: candle_core::Device::Cpu,
+            root: None,
+            chunk_batches: 5,
+            decode_threads: 1,
+            views: 0,
+            augment: None,
+        },
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    features
 }
 
 /// A run trained on 16 small images (two colours of stripes), extracted at 32 px.
@@ -84,26 +111,7 @@ fn trained_run(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     }
     .write(&manifest)
     .unwrap();
-    let features = dir.join("features.parquet");
-    convbase_extract::run(
-        &convbase_extract::Config {
-            manifest,
-            weights: weights().to_string_lossy().into_owned(),
-            out: features.clone(),
-            size: 32,
-            batch: 8,
-            layer: Layer::Block5Pool,
-            pool: GlobalPool::None,
-            preprocess: Some(Preprocess::Rescale),
-            resize_filter: ResizeFilter::Nearest,
-            device: candle_core::Device::Cpu,
-            root: None,
-            chunk_batches: 5,
-            decode_threads: 1,
-        },
-        &indicatif::ProgressBar::hidden(),
-    )
-    .unwrap();
+    let features = extract(&manifest, Layer::Block5Pool);
     let run = dir.join("run");
     let t = Train::parse_from(["train", "--epochs", "3", "--seed", "7", "--lr", "1e-4"]);
     convbase_train::cli::train::<DenseHead>(
@@ -138,11 +146,22 @@ fn predicts_what_the_staged_pipeline_predicted_and_reports_bad_images() {
     let err = results[1].as_ref().unwrap_err();
     assert!(err.contains("broken.jpg"), "{err}");
 
+    assert_eq!(same_as_staged(dir.path(), &run, &images, &results), 4);
+}
+
+/// Checks each prediction against the run's own (staged) predictions of that image; returns
+/// how many were compared.
+fn same_as_staged(
+    dir: &Path,
+    run: &Path,
+    images: &[PathBuf],
+    results: &[Result<Prediction, String>],
+) -> usize {
     let staged = Predictions::read(&run.join("predictions.parquet")).unwrap();
     let mut compared = 0;
-    for (image, result) in images.iter().zip(&results) {
+    for (image, result) in images.iter().zip(results) {
         let Ok(p) = result else { continue };
-        let rel = image.strip_prefix(dir.path().join("images")).unwrap();
+        let rel = image.strip_prefix(dir.join("images")).unwrap();
         let row = staged
             .rows
             .iter()
@@ -161,7 +180,42 @@ fn predicts_what_the_staged_pipeline_predicted_and_reports_bad_images() {
         assert_eq!(p.label, staged.classes[p.label_id]);
         compared += 1;
     }
-    assert_eq!(compared, 4);
+    compared
+}
+
+#[test]
+fn a_fine_tuned_run_runs_its_own_block5() {
+    let dir = tempfile::tempdir().unwrap();
+    let (head_run, images) = trained_run(dir.path());
+    let block4 = extract(&dir.path().join("manifest.parquet"), Layer::Block4Pool);
+    let run = dir.path().join("finetuned");
+    let t = Train::parse_from(["train", "--epochs", "2", "--seed", "5", "--lr", "1e-4"]);
+    let job = convbase_finetune::Job {
+        features: block4,
+        head_run: head_run.clone(),
+        weights: None,
+        out: run.clone(),
+    };
+    let quiet = convbase_cli::GlobalArgs {
+        quiet: true,
+        verbose: 0,
+    };
+    convbase_finetune::train(&job, &t.training, &quiet).unwrap();
+
+    let predictor = Predictor::new(&run, None, candle_core::Device::Cpu).unwrap();
+    let results = predictor.predict(&images).unwrap();
+    assert_eq!(same_as_staged(dir.path(), &run, &images, &results), 4);
+    // Fine-tuning moved the predictions away from the head's: the run's block5 is used.
+    let before = Predictor::new(&head_run, None, candle_core::Device::Cpu)
+        .unwrap()
+        .predict(&images)
+        .unwrap();
+    let moved = results
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a.as_ref().unwrap().probability - b.as_ref().unwrap().probability).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-4, "fine-tuning changed no prediction ({moved})");
 }
 
 #[test]

@@ -6,19 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use convbase_cli::GlobalArgs;
-use convbase_format::{Features, Split};
+use convbase_format::Features;
 use tracing::info;
 
 use crate::data::{ClassWeight, Rows};
 use crate::error::{Result, TrainError};
-use crate::fit::{FitSettings, Monitor, Trainer, history_csv};
+use crate::fit::{FitSettings, Monitor, Trainer};
 use crate::head::{Head, Model};
 use crate::optim::OptimizerConfig;
-use crate::plot::write_curves;
-use crate::run_dir::{
-    CONFIG, CURVES, HISTORY, MODEL, PREDICTIONS, RunConfig, StagedDir, TrainedModel, predict_rows,
-    save_model,
-};
+use crate::run_dir::{RunConfig, StagedDir, TrainedModel, predict_rows, write_run};
 
 #[derive(Debug, Parser)]
 struct Cli<C: Args> {
@@ -188,7 +184,10 @@ impl TrainArgs {
 }
 
 /// The whole `main` of a head binary.
-pub fn main<H: Head>() -> ExitCode {
+pub fn main<H: Head>() -> ExitCode
+where
+    H::Config: Args,
+{
     let command = Cli::<H::Config>::command()
         .name(H::NAME)
         .bin_name(H::NAME)
@@ -294,36 +293,7 @@ pub fn train<H: Head>(
         features: features.provenance.clone(),
         outcome: Some(outcome),
     };
-    save_model(&model, &config, &staged.file(MODEL))?;
-    let json = serde_json::to_string_pretty(&config).expect("config serialises") + "\n";
-    let path = staged.file(CONFIG);
-    convbase_format::write_atomically(&path, |f| {
-        std::io::Write::write_all(f, json.as_bytes()).map_err(|e| TrainError::io(&path, e))
-    })?;
-    let path = staged.file(HISTORY);
-    let csv = history_csv(&history);
-    convbase_format::write_atomically(&path, |f| {
-        std::io::Write::write_all(f, csv.as_bytes()).map_err(|e| TrainError::io(&path, e))
-    })?;
-    write_curves(&history, &staged.file(CURVES))?;
-    let view0: Vec<usize> = (0..features.rows.len())
-        .filter(|&i| features.rows.views[i] == 0)
-        .collect();
-    let predictions = predict_rows(&model, &features, &view0)?;
-    for split in Split::ALL {
-        let (n, ok) = predictions
-            .rows
-            .iter()
-            .filter(|r| r.split == split)
-            .fold((0, 0), |(n, ok), r| {
-                (n + 1, ok + (r.predicted == r.label) as usize)
-            });
-        if n > 0 {
-            info!("{split}: accuracy {:.4} ({ok}/{n})", ok as f64 / n as f64);
-        }
-    }
-    predictions.write(&staged.file(PREDICTIONS))?;
-    staged.commit()?;
+    write_run(staged, &model, &config, &history, &features)?;
     info!("wrote {}", out.display());
     Ok(())
 }

@@ -21,9 +21,10 @@ pub trait Head: Sized {
     const NAME: &'static str;
     /// One line for `--help`.
     const ABOUT: &'static str;
-    /// The model's hyperparameters: flags of `train`, stored in `config.json` and in the
-    /// model file so that `predict` rebuilds the same model.
-    type Config: clap::Args + Serialize + DeserializeOwned + Clone + Debug;
+    /// The model's hyperparameters, stored in `config.json` and in the model file so that
+    /// `predict` rebuilds the same model. A head run by [`crate::cli::main`] also takes them
+    /// as flags of `train` (`clap::Args`).
+    type Config: Serialize + DeserializeOwned + Clone + Debug;
 
     /// Creates (or loads, depending on `params`) the head's parameters.
     fn build(

@@ -71,6 +71,17 @@ impl Params {
         })
     }
 
+    /// A parameter without an initialiser of its own, which must come from stored tensors
+    /// (e.g. pretrained conv weights being fine-tuned): an error for fresh parameters.
+    pub fn stored(&mut self, name: &str, shape: &[usize]) -> Result<Var> {
+        if matches!(self.source, Source::Init(_)) {
+            return Err(TrainError::Rejected(format!(
+                "`{name}` has no initialiser: it must be loaded from a model file"
+            )));
+        }
+        self.get(name, shape, |_| Vec::new())
+    }
+
     /// A zero-initialised parameter (Keras' bias initialiser).
     pub fn zeros(&mut self, name: &str, shape: &[usize]) -> Result<Var> {
         let n = shape.iter().product();

@@ -14,14 +14,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use convbase_format::{FeatureProvenance, Features, PredictionRow, Predictions, write_atomically};
+use convbase_format::{
+    FeatureProvenance, Features, PredictionRow, Predictions, Split, write_atomically,
+};
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::error::{Result, TrainError};
-use crate::fit::{FitOutcome, FitSettings};
+use crate::fit::{EpochMetrics, FitOutcome, FitSettings, history_csv};
 use crate::head::{Head, Model};
 use crate::optim::OptimizerConfig;
 use crate::output::argmax_rows;
+use crate::plot::write_curves;
 
 pub const CONFIG: &str = "config.json";
 pub const MODEL: &str = "model.safetensors";
@@ -161,6 +165,48 @@ pub fn save_model<H: Head>(
     write_atomically(path, |f| {
         std::io::Write::write_all(f, &bytes).map_err(|e| TrainError::io(path, e))
     })
+}
+
+/// Writes a trained model's run directory into `staged` and moves it into place: the model
+/// file, `config.json`, `history.csv`, `curves.png` and the predictions of view 0 of every
+/// split in `features` (logging each split's accuracy).
+pub fn write_run<H: Head>(
+    staged: StagedDir,
+    model: &Model<H>,
+    config: &RunConfig<H::Config>,
+    history: &[EpochMetrics],
+    features: &Features,
+) -> Result<()> {
+    save_model(model, config, &staged.file(MODEL))?;
+    let json = serde_json::to_string_pretty(config).expect("config serialises") + "\n";
+    let path = staged.file(CONFIG);
+    write_atomically(&path, |f| {
+        std::io::Write::write_all(f, json.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    })?;
+    let path = staged.file(HISTORY);
+    let csv = history_csv(history);
+    write_atomically(&path, |f| {
+        std::io::Write::write_all(f, csv.as_bytes()).map_err(|e| TrainError::io(&path, e))
+    })?;
+    write_curves(history, &staged.file(CURVES))?;
+    let view0: Vec<usize> = (0..features.rows.len())
+        .filter(|&i| features.rows.views[i] == 0)
+        .collect();
+    let predictions = predict_rows(model, features, &view0)?;
+    for split in Split::ALL {
+        let (n, ok) = predictions
+            .rows
+            .iter()
+            .filter(|r| r.split == split)
+            .fold((0, 0), |(n, ok), r| {
+                (n + 1, ok + (r.predicted == r.label) as usize)
+            });
+        if n > 0 {
+            info!("{split}: accuracy {:.4} ({ok}/{n})", ok as f64 / n as f64);
+        }
+    }
+    predictions.write(&staged.file(PREDICTIONS))?;
+    staged.commit()
 }
 
 /// A model read back from a run directory, with its configuration.
