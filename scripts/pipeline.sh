@@ -20,8 +20,11 @@ Options:
   --preprocess MODE   rescale (the seed: x/255) | caffe (what Keras weights expect) | torch [default: rescale]
   --size PX           input size [default: 150]
   --seed N            training seed [default: 1]
+  --views K           also cache K augmented views per training image; the head draws one
+                      view per image each epoch (the seed's variant 2, without its cost) [default: 0]
+  --augment SPEC      augmentation policy of the views (see convbase-extract --help) [default: book]
   --work DIR          where manifest, features and runs go [default: data/work]
-  --run NAME          run directory name [default: HEAD-PREPROCESS-seedN]
+  --run NAME          run directory name [default: HEAD-PREPROCESS[-viewsK]-seedN]
   -h, --help          this help
 
 Anything after `--` goes to `convbase-head-NAME train` (e.g. -- --epochs 50 --optimizer adam).
@@ -32,6 +35,7 @@ EOF
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data="" weights="" head=dense preprocess=rescale size=150 seed=1 work="$repo/data/work" run=""
+views=0 augment=book
 head_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +45,8 @@ while [ $# -gt 0 ]; do
     --preprocess) preprocess=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
+    --views) views=$2; shift 2 ;;
+    --augment) augment=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --run) run=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -66,8 +72,16 @@ if [ -z "$weights" ]; then
   weights=$("$repo/scripts/fetch-weights.sh")
 fi
 mkdir -p "$work"
-features="$work/features-$(basename "$data")-$preprocess-$size.parquet"
-run_dir="$work/runs/${run:-$head-$preprocess-seed$seed}"
+plain="$work/features-$(basename "$data")-$preprocess-$size.parquet"
+variant=$([ "$views" -gt 0 ] && echo "-views$views" || true)
+# Views go to their own file, which borrows the plain file's rows (and the plain file its
+# views file's plain rows): switching back and forth costs no model work.
+features="${plain%.parquet}$variant.parquet"
+reuse=()
+for other in "$work"/features-"$(basename "$data")"-"$preprocess"-"$size"*.parquet; do
+  if [ -f "$other" ] && [ "$other" != "$features" ]; then reuse+=(--reuse "$other"); fi
+done
+run_dir="$work/runs/${run:-$head-$preprocess$variant-seed$seed}"
 
 say "prepare: $data"
 t=$(date +%s.%N)
@@ -77,7 +91,8 @@ say "prepare took $(elapsed "$t") s"
 say "extract: $features"
 t=$(date +%s.%N)
 "$bin/convbase-extract" -m "$work/manifest-$(basename "$data").parquet" -w "$weights" \
-  -o "$features" --size "$size" --preprocess "$preprocess" --resize-filter nearest --batch 20
+  -o "$features" --size "$size" --preprocess "$preprocess" --resize-filter nearest --batch 20 \
+  --views "$views" --augment "$augment" ${reuse[@]+"${reuse[@]}"}
 say "extract took $(elapsed "$t") s"
 
 say "train: convbase-head-$head -> $run_dir"

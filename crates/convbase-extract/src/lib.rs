@@ -45,6 +45,9 @@ pub struct Config {
     pub device: Device,
     /// Overrides the data set root recorded in the manifest.
     pub root: Option<PathBuf>,
+    /// Other features files whose compatible rows are reused (e.g. the plain features when
+    /// adding augmented views in another file).
+    pub reuse: Vec<PathBuf>,
     /// Batches per journal chunk: the most work a kill can lose.
     pub chunk_batches: usize,
     /// Threads decoding images beside the model.
@@ -218,6 +221,12 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
                 ),
             },
             Err(e) => tracing::warn!("ignoring existing output: {e}"),
+        }
+    }
+    for other in &cfg.reuse {
+        match cache.add_file(other, &provenance) {
+            Ok(()) => tracing::info!("reusing compatible rows of {}", other.display()),
+            Err(why) => tracing::info!("not reusing {}: {why}", other.display()),
         }
     }
     let mut work = WorkDir::open(&cfg.out, &provenance, &mut cache)?;

@@ -52,6 +52,10 @@ struct Args {
     /// Data set root, if the images moved since `convbase-prepare` ran.
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Another features file whose rows computed with the same settings are reused instead
+    /// of recomputed (repeatable); files with other settings are ignored with a note.
+    #[arg(long, value_name = "FEATURES.parquet")]
+    reuse: Vec<PathBuf>,
     /// Batches per journal chunk: at most this much work is lost when a run is killed.
     #[arg(long, default_value_t = 5)]
     chunk_batches: usize,
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
             resize_filter: args.resize_filter,
             device: convbase_extract::parse_device(&args.device)?,
             root: args.root,
+            reuse: args.reuse,
             chunk_batches: args.chunk_batches,
             decode_threads: args.decode_threads,
             views: args.views,

@@ -115,6 +115,7 @@ impl Data {
             resize_filter: ResizeFilter::Nearest,
             device: Device::Cpu,
             root: None,
+            reuse: Vec::new(),
             chunk_batches: 1,
             decode_threads: 1,
             views: 0,
@@ -282,6 +283,13 @@ fn augmented_views_are_cached_per_view_and_only_for_training_images() {
     let reseeded = Features::read(&data.out()).unwrap();
     assert_eq!(vector(&three, train, 0), vector(&reseeded, train, 0));
     assert_ne!(vector(&three, train, 1), vector(&reseeded, train, 1));
+
+    // Another file may lend its rows: the plain features of a fresh output come from it.
+    let mut elsewhere = with(3, "book,seed=7");
+    elsewhere.out = data.dir.path().join("elsewhere.parquet");
+    elsewhere.reuse = vec![data.out()];
+    let s = run(&elsewhere);
+    assert_eq!((s.rows, s.computed), (8 * 4 + 2, 0));
 
     // No views: the plain rows come from the cache and the augmented ones disappear.
     let s = run(&data.config());

@@ -47,6 +47,7 @@ fn extract(manifest: &Path, layer: Layer) -> PathBuf {
             resize_filter: ResizeFilter::Nearest,
             device: candle_core::Device::Cpu,
             root: None,
+            reuse: Vec::new(),
             chunk_batches: 5,
             decode_threads: 1,
             views: 0,
