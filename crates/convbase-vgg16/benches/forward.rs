@@ -1,8 +1,8 @@
 //! Forward pass of the conv base at the seed's shape: batch 20, 150x150, to block5_pool, through
 //! `forward` (the CPU inference path extraction uses) and through `forward_range` (candle ops,
 //! differentiable, what fine-tuning uses). Uses the real weights from scripts/fetch-weights.sh
-//! (speed does not depend on their values). Run: `cargo bench -p convbase-vgg16 --bench forward`,
-//! and `scripts/dev/bench_vgg16_onnxruntime.py` in the same sitting for onnxruntime's figure.
+//! (speed does not depend on their values). Run: `cargo bench -p convbase-vgg16 --bench forward`;
+//! `scripts/bench-peers.sh` runs onnxruntime and `forward` side by side on the same batch.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,156 +1,161 @@
-//! The inference-only CPU path of the conv base: activations stay NHWC, each 3x3 conv is an
-//! explicit im2col (filled in parallel, three contiguous copies per row) and one large gemm
-//! per chunk with the bias pre-loaded into the destination, so candle's per-layer layout
-//! conversions and element-wise write-backs disappear. Same arithmetic (float32, taps in
-//! (kh, kw, c) order); the goldens check it like the candle path.
+//! The inference-only CPU path of the conv base, and its building blocks.
+//!
+//! Activations stay NHWC in zero-bordered frames ([`Activations`]) from the first layer to the
+//! output. Each 3x3 conv ([`Conv3x3`]) has its weights transformed and packed once, at model
+//! load, for the instruction set picked at run time ([`Isa`]: AVX-512F, AVX2+FMA, or portable
+//! Rust). The 12 convs with 64 or more input channels run Winograd F(4x4, 3x3): per block of
+//! tiles, an input transform, 36 GEMMs in the Winograd domain with a register-blocked
+//! micro-kernel, and an output transform that adds the bias, applies ReLU and the following
+//! max-pool, writing straight into the next layer's frame. The first conv (3 input channels)
+//! runs im2col rows through the same GEMM. Work is split into blocks over the global rayon
+//! pool (one task per block, no nested parallelism), and the per-thread work space and the
+//! frames are reused across layers and batches.
+//!
+//! Numerics: Winograd rounds differently from a direct convolution (the transforms add and
+//! scale values before the products); the goldens bound the result against onnxruntime.
 
-use candle_core::Tensor;
+mod conv;
+pub(crate) mod gemm;
+mod isa;
+mod winograd;
+
+use std::sync::{Arc, Mutex};
+
 use rayon::prelude::*;
 
-use crate::layer::Layer;
+use conv::Geometry;
+pub use conv::{Activations, Algorithm, Conv3x3};
+pub use isa::{ISA_ENV, Isa};
 
-/// Floats one im2col chunk may hold (32 MiB); the rows of a layer are processed in chunks.
-const IM2COL_FLOATS: usize = 8 << 20;
+/// Convs with fewer input channels than this run im2col (Winograd's GEMMs would be too thin).
+const WINOGRAD_MIN_CHANNELS: usize = 16;
 
-/// One conv layer's weights, laid out for the gemm.
-#[derive(Debug, Clone)]
-pub(crate) struct FastConv {
-    /// (9*C, O) row-major; row (kh*3 + kw)*C + c.
-    w: Vec<f32>,
-    bias: Vec<f32>,
-    c: usize,
-    o: usize,
+/// The algorithm [`crate::Vgg16::forward`] uses for a conv with `c` input channels.
+pub fn algorithm_for(c: usize) -> Algorithm {
+    if c < WINOGRAD_MIN_CHANNELS {
+        Algorithm::Im2col
+    } else {
+        Algorithm::Winograd
+    }
 }
 
-impl FastConv {
-    /// From torchvision's OIHW weight and bias.
-    pub fn new(weight: &Tensor, bias: &Tensor) -> candle_core::Result<Self> {
-        let (o, c, _, _) = weight.dims4()?;
-        let w = weight
-            .permute((2, 3, 1, 0))?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+/// The conv base's layers prepared for the CPU path, with frames reused across batches.
+pub(crate) struct Network {
+    /// One stage per conv from block1_conv1 on: the conv and whether the max-pool that
+    /// follows it in the range is fused into it.
+    stages: Arc<Vec<(Conv3x3, bool)>>,
+    /// Frames not in use; a call takes a set or makes one, so concurrent calls never wait for
+    /// each other.
+    frames: Mutex<Vec<Frames>>,
+}
+
+/// The frames one call runs on.
+#[derive(Default)]
+struct Frames {
+    /// Layer input and output, whole batch, taking turns.
+    pair: [Activations; 2],
+    /// One image's input and intermediate in the first block.
+    image: [Activations; 2],
+}
+
+impl Clone for Network {
+    fn clone(&self) -> Self {
+        Self {
+            stages: Arc::clone(&self.stages),
+            frames: Mutex::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("stages", &self.stages)
+            .finish()
+    }
+}
+
+impl Network {
+    /// Prepares every conv of `layers` (candle's, from the loaded weights: `Some` for convs,
+    /// `None` for pools, from block1_conv1 on) for `isa`.
+    pub fn new(layers: &[Option<candle_nn::Conv2d>], isa: Isa) -> candle_core::Result<Self> {
+        let stages = layers
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|conv| (i, conv)))
+            .map(|(i, conv)| -> candle_core::Result<(Conv3x3, bool)> {
+                let w = conv.weight();
+                let (o, c, _, _) = w.dims4()?;
+                let bias = conv.bias().expect("VGG convs have biases");
+                let prepared = Conv3x3::new(
+                    &w.flatten_all()?.to_vec1::<f32>()?,
+                    &bias.to_vec1::<f32>()?,
+                    [o, c],
+                    algorithm_for(c),
+                    isa,
+                );
+                let pool = matches!(layers.get(i + 1), Some(None));
+                Ok((prepared, pool))
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(Self {
-            w,
-            bias: bias.to_vec1()?,
-            c,
-            o,
+            stages: Arc::new(stages),
+            frames: Mutex::default(),
         })
     }
-}
 
-/// Runs layers block1_conv1..=`layers.len()-1` on NHWC images.
-///
-/// # Shapes
-/// - `x`: (N, H, W, 3) values, NHWC, preprocessed
-/// - returns the NHWC output (N, h, w, C) and its dims
-pub(crate) fn forward(
-    layers: &[Option<FastConv>],
-    mut x: Vec<f32>,
-    (n, mut h, mut w): (usize, usize, usize),
-) -> (Vec<f32>, [usize; 4]) {
-    let mut c = 3;
-    for (layer, conv) in Layer::ALL.iter().zip(layers) {
-        match conv {
-            Some(conv) => {
-                debug_assert!(layer.is_conv() && conv.c == c);
-                x = conv3x3_relu(conv, &x, n, h, w);
-                c = conv.o;
-            }
-            None => {
-                x = max_pool(&x, n, h, w, c);
-                (h, w) = (h / 2, w / 2);
-            }
-        }
-    }
-    (x, [n, h, w, c])
-}
-
-/// 3x3 conv, stride 1, zero padding 1, + bias + ReLU: (N, H, W, C) -> (N, H, W, O).
-fn conv3x3_relu(conv: &FastConv, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-    let (c, o) = (conv.c, conv.o);
-    let (hp, wp) = (h + 2, w + 2);
-    // Zero-padded copy, so every tap is in bounds.
-    let mut padded = vec![0f32; n * hp * wp * c];
-    padded
-        .par_chunks_mut(hp * wp * c)
-        .zip(x.par_chunks(h * w * c))
-        .for_each(|(p, img)| {
-            for y in 0..h {
-                let dst = ((y + 1) * wp + 1) * c;
-                p[dst..dst + w * c].copy_from_slice(&img[y * w * c..(y + 1) * w * c]);
-            }
-        });
-    let rows = n * h * w;
-    let k = 9 * c;
-    let mut out = vec![0f32; rows * o];
-    out.par_chunks_mut(o)
-        .for_each(|r| r.copy_from_slice(&conv.bias));
-    let chunk_rows = (IM2COL_FLOATS / k).max(1);
-    let mut cols = vec![0f32; chunk_rows.min(rows) * k];
-    for r0 in (0..rows).step_by(chunk_rows) {
-        let m = chunk_rows.min(rows - r0);
-        let cols = &mut cols[..m * k];
-        cols.par_chunks_mut(k).enumerate().for_each(|(i, row)| {
-            let r = r0 + i;
-            let (img, y, x0) = (r / (h * w), (r / w) % h, r % w);
-            let base = img * hp * wp * c;
-            // Row kh of the window: padded pixels (y+kh, x0..x0+3), 3*C contiguous floats.
-            for kh in 0..3 {
-                let src = base + ((y + kh) * wp + x0) * c;
-                row[kh * 3 * c..(kh + 1) * 3 * c].copy_from_slice(&padded[src..src + 3 * c]);
-            }
-        });
-        let dst = &mut out[r0 * o..(r0 + m) * o];
-        // SAFETY: dst is m x o, cols m x k, conv.w k x o, all row-major and in bounds (the
-        // slices above have exactly these lengths); no aliasing between them.
-        unsafe {
-            gemm::gemm(
-                m,
-                o,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                o as isize,
-                true,
-                cols.as_ptr(),
-                1,
-                k as isize,
-                conv.w.as_ptr(),
-                1,
-                o as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
-    }
-    out.par_iter_mut().for_each(|v| *v = v.max(0.0));
-    out
-}
-
-/// 2x2 max-pool, stride 2, floor: (N, H, W, C) -> (N, H/2, W/2, C).
-fn max_pool(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
-    let (h2, w2) = (h / 2, w / 2);
-    let mut out = vec![0f32; n * h2 * w2 * c];
-    out.par_chunks_mut(w2 * c)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (img, y) = (row / h2, row % h2);
-            let at = |yy: usize, xx: usize| ((img * h + yy) * w + xx) * c;
-            for xo in 0..w2 {
-                let (a, b) = (at(2 * y, 2 * xo), at(2 * y + 1, 2 * xo));
-                let d = &mut dst[xo * c..(xo + 1) * c];
-                for ch in 0..c {
-                    d[ch] = x[a + ch]
-                        .max(x[a + c + ch])
-                        .max(x[b + ch])
-                        .max(x[b + c + ch]);
+    /// Runs every layer on a preprocessed batch.
+    ///
+    /// The first block (the convs up to the first pool) runs one image at a time: its
+    /// activations, the largest of the network (150x150x64 floats, 6 MB, per 150 px image),
+    /// then pass from one conv to the next through the cache rather than through memory; the
+    /// deeper layers run on the whole batch, so that each pass over their larger weights
+    /// serves every image.
+    ///
+    /// # Shapes
+    /// - `x`: (N, 3, H, W) values, NCHW
+    /// - returns the NHWC output (N, h, w, C) and its dims
+    pub fn forward(&self, x: &[f32], dims: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
+        let [n, c, h, w] = dims;
+        let taken = self.frames.lock().map(|mut f| f.pop()).unwrap_or(None);
+        let mut f = taken.unwrap_or_default();
+        let stages = &self.stages[..];
+        let head = stages.iter().position(|s| s.1).map_or(0, |p| p + 1);
+        let start = if head >= 2 && n > 1 {
+            let whole = stages[..head]
+                .iter()
+                .fold(Geometry { n, h, w, c }, |g, (conv, pool)| {
+                    conv.output_geometry(g, *pool)
+                });
+            f.pair[0].reshape(whole);
+            let per = c * h * w;
+            for (i, img) in x.chunks_exact(per).enumerate() {
+                let [a, b] = &mut f.image;
+                a.fill_from_nchw(img, [1, c, h, w]);
+                let (mut src, mut dst) = (a, b);
+                for (conv, pool) in &stages[..head - 1] {
+                    conv.forward(src, *pool, dst);
+                    std::mem::swap(&mut src, &mut dst);
                 }
+                let (conv, pool) = &stages[head - 1];
+                conv.forward_into(src, *pool, &mut f.pair[0], i);
             }
-        });
-    out
+            head
+        } else {
+            f.pair[0].fill_from_nchw(x, dims);
+            0
+        };
+        let mut cur = 0;
+        for (conv, pool) in &stages[start..] {
+            let [a, b] = &mut f.pair;
+            let (src, dst) = if cur == 0 { (&*a, b) } else { (&*b, a) };
+            conv.forward(src, *pool, dst);
+            cur = 1 - cur;
+        }
+        let out = (f.pair[cur].to_nhwc(), f.pair[cur].dims());
+        if let Ok(mut pool) = self.frames.lock() {
+            pool.push(f);
+        }
+        out
+    }
 }

@@ -6,9 +6,11 @@
 //! This crate owns three things later stages must not guess:
 //! - the network: [`Vgg16`], batched NCHW, any input size from 32 px, output at any Keras layer
 //!   ([`Layer`]), optional global pooling ([`GlobalPool`]); layers run in sub-ranges
-//!   ([`Vgg16::forward_range`], candle ops, differentiable) so fine-tuning can run block5
-//!   alone, while [`Vgg16::forward`] on the CPU takes a faster inference-only NHWC im2col+gemm
-//!   path;
+//!   ([`Vgg16::forward_range`], candle ops, differentiable; [`Vgg16::forward_range_gemm`], the
+//!   same with [`conv3x3`], whose forward pass and gradients are whole-batch GEMMs) so
+//!   fine-tuning can run block5 alone, while [`Vgg16::forward`] on the CPU takes a faster inference-only path ([`fast`]:
+//!   NHWC, Winograd F(4x4, 3x3) with weights transformed at load, AVX-512/AVX2 kernels chosen at
+//!   run time);
 //! - the weights and their provenance: [`Weights`] (source, SHA-256, and the preprocessing the
 //!   weights expect, carried in the safetensors header metadata written by [`Weights::save`]);
 //! - the preprocessing: [`Preprocess`] (`caffe` for Keras weights, `torch` for torchvision/timm,
@@ -18,17 +20,19 @@
 //! Tensor names follow torchvision (`features.N.weight` OIHW, `features.N.bias`).
 
 mod error;
-mod fast;
+pub mod fast;
 mod hub;
 mod keras_h5;
 mod layer;
 mod model;
 mod onnx;
 mod preprocess;
+mod train_conv;
 mod weights;
 
 pub use error::{ParseError, Vgg16Error};
 pub use layer::{GlobalPool, Layer};
 pub use model::{Vgg16, flatten_hwc};
 pub use preprocess::Preprocess;
+pub use train_conv::conv3x3;
 pub use weights::{PARAMETER_COUNT, SourceFormat, Weights, conv_tensor_names, meta};

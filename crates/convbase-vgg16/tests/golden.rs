@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use common::{Goldens, compare, nchw_tensor, nhwc_shape};
+use convbase_vgg16::fast::Isa;
 use convbase_vgg16::{GlobalPool, Layer, Preprocess, SourceFormat, Vgg16, Weights, flatten_hwc};
 
 fn goldens() -> &'static Goldens {
@@ -109,6 +110,34 @@ fn h5_loader_matches_onnxruntime() {
         (SourceFormat::KerasH5, Preprocess::Caffe)
     );
     check_weights(&w, Preprocess::Caffe, &[0, 1]);
+}
+
+#[test]
+fn every_instruction_set_matches_onnxruntime() {
+    // `forward` with the kernels of each instruction set this CPU runs (the default run above
+    // uses the widest), and a pooled block output (block3_pool, fused into block3_conv3).
+    let x = input(Preprocess::Caffe, &[2]);
+    let (ws, wv) = golden("caffe.block5_pool", &[2]);
+    for isa in Isa::available() {
+        let model = Vgg16::with_isa(converted(), Layer::Block5Pool, GlobalPool::None, isa).unwrap();
+        let y = model.forward(&x).unwrap();
+        let rel = compare(&nhwc_shape(&y), &flatten_hwc(&y).unwrap(), &ws, &wv)
+            .unwrap_or_else(|e| panic!("{isa}: {e}"));
+        eprintln!("{isa} kernels, block5_pool via forward: max rel diff {rel:.2e}");
+        let b3 = Vgg16::with_isa(converted(), Layer::Block3Pool, GlobalPool::None, isa).unwrap();
+        let fast = b3.forward(&x).unwrap();
+        let ops = b3
+            .forward_range(&x, Layer::Block1Conv1, Layer::Block3Pool)
+            .unwrap();
+        let rel = compare(
+            &nhwc_shape(&fast),
+            &flatten_hwc(&fast).unwrap(),
+            &nhwc_shape(&ops),
+            &flatten_hwc(&ops).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{isa} block3_pool: {e}"));
+        eprintln!("{isa} kernels, block3_pool vs candle ops: max rel diff {rel:.2e}");
+    }
 }
 
 #[test]

@@ -1,16 +1,20 @@
 //! `convbase-vgg16`: convert VGG16 conv-base weights from any source to safetensors with
-//! provenance, and show what a weights file holds.
+//! provenance, show what a weights file holds, and time the conv base's forward pass.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
+use candle_core::Tensor;
 use clap::{Parser, Subcommand};
 use convbase_cli::{GlobalArgs, InputRejected, init_logging, run};
-use convbase_vgg16::{Preprocess, Vgg16Error, Weights};
+use convbase_vgg16::fast::Isa;
+use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Vgg16Error, Weights};
 
-/// VGG16 conv-base weights: convert them to safetensors with provenance, or inspect them.
+/// VGG16 conv-base weights: convert them to safetensors with provenance, inspect them, or time
+/// the conv base on them.
 ///
 /// WEIGHTS/SRC is a path to a `.safetensors` (torchvision/timm names), a Keras VGG16 exported to
 /// `.onnx` by tf2onnx, a Keras `.h5` weights file, or `hf:OWNER/NAME[@REVISION][:FILE]` for the
@@ -54,6 +58,58 @@ enum Command {
         #[arg(long)]
         sha256: Option<String>,
     },
+    /// Time `Vgg16::forward` (the CPU inference path extraction uses) on random input (or
+    /// `--input`): prints one JSON line on stdout with the median seconds per batch and images
+    /// per second.
+    ///
+    /// Threads: the global rayon pool (RAYON_NUM_THREADS, default one per core). Kernels: the
+    /// widest instruction set the CPU has, capped by CONVBASE_ISA=avx512|avx2|portable.
+    Bench {
+        /// Weights to run (path or hf: spec); speed does not depend on their values.
+        weights: String,
+        /// Images per batch.
+        #[arg(long, default_value_t = 20)]
+        batch: usize,
+        /// Input height and width in pixels.
+        #[arg(long, default_value_t = 150)]
+        size: usize,
+        /// Output layer.
+        #[arg(long, default_value = "block5_pool")]
+        layer: Layer,
+        /// Timed runs (the median is reported), after `--warmup` untimed ones.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Untimed runs first (allocate frames and work space, fill caches).
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Run on this input instead of random values: raw little-endian f32, NCHW
+        /// (batch, 3, size, size), preprocessed (so that peers can run the very same batch).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Write the output of the last run here: raw little-endian f32, NHWC.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Median wall time of `runs` calls of `f` after `warmup` calls, and every timed run.
+fn time_runs(
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok((sorted[sorted.len() / 2], times))
 }
 
 fn load(spec: &str, sha256: Option<&str>) -> anyhow::Result<Weights> {
@@ -120,6 +176,73 @@ fn main() -> ExitCode {
             for (name, shape) in convbase_vgg16::conv_tensor_names() {
                 println!("tensor {name} {shape:?}");
             }
+            Ok(())
+        }
+        Command::Bench {
+            weights,
+            batch,
+            size,
+            layer,
+            runs,
+            warmup,
+            input,
+            output,
+        } => {
+            let w = load(&weights, None)?;
+            let device = Device::Cpu;
+            let model = Vgg16::new(&w, layer, GlobalPool::None, &device)?;
+            let shape = (batch, 3, size, size);
+            let x = match &input {
+                Some(path) => {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let want = batch * 3 * size * size * 4;
+                    if bytes.len() != want {
+                        return Err(InputRejected(format!(
+                            "{}: {} bytes, expected {want} (f32 {batch}x3x{size}x{size})",
+                            path.display(),
+                            bytes.len()
+                        ))
+                        .into());
+                    }
+                    let v: Vec<f32> = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    Tensor::from_vec(v, shape, &device)?
+                }
+                None => Tensor::randn(0f32, 50.0, shape, &device)?,
+            };
+            let isa = Isa::detect();
+            let threads = rayon::current_num_threads();
+            tracing::info!(
+                "timing {runs} runs of batch {batch}, {size}px -> {layer}, {isa} kernels, {threads} threads"
+            );
+            let mut y = None;
+            let (median, times) = time_runs(warmup, runs, || {
+                y = Some(model.forward(&x)?);
+                Ok(())
+            })?;
+            if let (Some(path), Some(y)) = (&output, &y) {
+                let bytes: Vec<u8> = convbase_vgg16::flatten_hwc(y)?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                std::fs::write(path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let json = serde_json::json!({
+                "system": "convbase",
+                "isa": isa.to_string(),
+                "threads": threads,
+                "batch": batch,
+                "size": size,
+                "layer": layer.to_string(),
+                "median_s": median,
+                "images_per_s": batch as f64 / median,
+                "runs_s": times,
+            });
+            println!("{json}");
             Ok(())
         }
     })

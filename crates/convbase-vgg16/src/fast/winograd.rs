@@ -1,0 +1,494 @@
+//! Winograd F(4x4, 3x3) (Lavin & Gray 2016, interpolation points 0, +-1, +-2, inf): a 6x6 input
+//! tile d and a 3x3 kernel g give the 4x4 output tile Y = A^T [(G g G^T) . (B^T d B)] A with 36
+//! multiplications per channel pair instead of 144. The 36 element-wise products summed over input
+//! channels are 36 independent GEMMs (tiles x C) . (C x O), so the transforms below only move data
+//! between the NHWC frames and the "Winograd domain" rows the GEMMs read and write:
+//! V[xi][tile][c] and M[xi][tile][o], xi = 6 * row + column of the 6x6 tile.
+//!
+//! The tile transforms work on L channels at once (plain arrays that LLVM vectorises: compiled
+//! once per instruction set) and are fused with what surrounds them: the input transform reads
+//! the zero-bordered frame directly, the output transform adds the bias, applies ReLU and, when
+//! asked, the 2x2 max-pool before writing into the next layer's frame.
+
+use super::conv::Geometry;
+use super::isa::Isa;
+
+/// Positions in the transformed 6x6 tile.
+pub(crate) const XI: usize = 36;
+/// Output pixels per tile side.
+pub(crate) const TILE: usize = 4;
+
+/// G g G^T for one 3x3 kernel (row-major), computed in f64: the kernel side of the product.
+pub(crate) fn transform_kernel(g: &[f32; 9]) -> [f32; XI] {
+    const G: [[f64; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    // t = G g (6x3), u = t G^T (6x6).
+    let mut t = [[0f64; 3]; 6];
+    for (i, ti) in t.iter_mut().enumerate() {
+        for (j, tij) in ti.iter_mut().enumerate() {
+            *tij = (0..3).map(|k| G[i][k] * f64::from(g[k * 3 + j])).sum();
+        }
+    }
+    let mut u = [0f32; XI];
+    for i in 0..6 {
+        for j in 0..6 {
+            u[i * 6 + j] = (0..3).map(|k| t[i][k] * G[j][k]).sum::<f64>() as f32;
+        }
+    }
+    u
+}
+
+type V<const L: usize> = [f32; L];
+
+#[inline(always)]
+fn zip<const L: usize>(a: V<L>, b: V<L>, f: impl Fn(f32, f32) -> f32) -> V<L> {
+    let mut r = a;
+    for i in 0..L {
+        r[i] = f(a[i], b[i]);
+    }
+    r
+}
+
+#[inline(always)]
+fn add<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
+    zip(a, b, |x, y| x + y)
+}
+
+#[inline(always)]
+fn sub<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
+    zip(a, b, |x, y| x - y)
+}
+
+/// a + k * b, fused (one rounding) when `F`: only where the CPU has FMA, as `mul_add` is a
+/// library call otherwise.
+#[inline(always)]
+fn add_k<const L: usize, const F: bool>(a: V<L>, k: f32, b: V<L>) -> V<L> {
+    if F {
+        zip(a, b, |x, y| y.mul_add(k, x))
+    } else {
+        zip(a, b, |x, y| x + k * y)
+    }
+}
+
+/// B^T d for six vectors (one column or row of the tile).
+#[inline(always)]
+fn bt<const L: usize, const F: bool>(d: [V<L>; 6]) -> [V<L>; 6] {
+    let s = sub(d[4], d[2]); // d4 - d2
+    let t = sub(d[3], d[1]); // d3 - d1
+    let u = add(d[4], d[3]); // d3 + d4
+    let w = add(d[1], d[2]); // d1 + d2
+    let x = sub(d[4], d[3]); // d4 - d3
+    let y = sub(d[1], d[2]); // d1 - d2
+    [
+        add_k::<L, F>(add_k::<L, F>(d[4], 4.0, d[0]), -5.0, d[2]), // 4 d0 - 5 d2 + d4
+        add_k::<L, F>(u, -4.0, w),                                 // -4 d1 - 4 d2 + d3 + d4
+        add_k::<L, F>(x, 4.0, y),                                  // 4 d1 - 4 d2 - d3 + d4
+        add_k::<L, F>(s, 2.0, t),                                  // -2 d1 - d2 + 2 d3 + d4
+        add_k::<L, F>(s, -2.0, t),                                 // 2 d1 - d2 - 2 d3 + d4
+        add_k::<L, F>(add_k::<L, F>(d[5], 4.0, d[1]), -5.0, d[3]), // 4 d1 - 5 d3 + d5
+    ]
+}
+
+/// A^T m for six vectors: four outputs.
+#[inline(always)]
+fn at<const L: usize, const F: bool>(m: [V<L>; 6]) -> [V<L>; 4] {
+    let s12 = add(m[1], m[2]);
+    let d12 = sub(m[1], m[2]);
+    let s34 = add(m[3], m[4]);
+    let d34 = sub(m[3], m[4]);
+    [
+        add(add(m[0], s12), s34),
+        add_k::<L, F>(d12, 2.0, d34),
+        add_k::<L, F>(s12, 4.0, s34),
+        add(add_k::<L, F>(d12, 8.0, d34), m[5]),
+    ]
+}
+
+/// Where one block of tiles lives in the Winograd domain: row r of position xi (one tile, its
+/// channels contiguous) starts at `ptr + xi * xi_stride + r * ld`.
+///
+/// Both strides are padded by one cache line past the data: with the natural strides (powers
+/// of two times the tile count) the 36 rows one tile transform touches, and the rows the GEMM
+/// micro-kernel reads and writes together, would all fall into the same few L1 sets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Domain {
+    pub ptr: *mut f32,
+    pub ld: usize,
+    pub xi_stride: usize,
+}
+
+/// Floats in one cache line.
+const LINE: usize = 16;
+
+impl Domain {
+    /// Layout of `rows` tiles of `width` floats at `ptr`.
+    pub fn new(ptr: *mut f32, rows: usize, width: usize) -> Self {
+        let ld = width + LINE;
+        Self {
+            ptr,
+            ld,
+            xi_stride: rows * ld + LINE,
+        }
+    }
+
+    /// Floats a block of `rows` tiles of `width` floats takes.
+    pub fn len(rows: usize, width: usize) -> usize {
+        XI * (rows * (width + LINE) + LINE)
+    }
+
+    /// Row 0 of position `xi`.
+    pub fn at(&self, xi: usize) -> *mut f32 {
+        self.ptr.wrapping_add(xi * self.xi_stride)
+    }
+}
+
+/// (image, tile row, tile column) of a global tile index.
+#[inline(always)]
+fn tile_pos(t: usize, th: usize, tw: usize) -> (usize, usize, usize) {
+    (t / (th * tw), (t / tw) % th, t % tw)
+}
+
+/// Input transform of tiles `t0..t0+count` of frame `x` into V (row r = tile t0 + r).
+///
+/// # Safety
+/// `x` points at a frame of geometry `g` with the zero border a 4x4-tiled conv needs; `v` holds
+/// at least `count` rows of `g.c` floats per position; `isa` runs on this CPU.
+pub(crate) unsafe fn input_transform(
+    isa: Isa,
+    x: *const f32,
+    g: &Geometry,
+    t0: usize,
+    count: usize,
+    v: Domain,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::input_avx512(x, g, t0, count, v),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::input_avx2(x, g, t0, count, v),
+            _ => input_lanes::<4, false>(x, g, t0, count, v),
+        }
+    }
+}
+
+/// [`input_transform`] with L channels per step (and one at a time for the last C mod L).
+#[inline(always)]
+unsafe fn input_lanes<const L: usize, const F: bool>(
+    x: *const f32,
+    g: &Geometry,
+    t0: usize,
+    count: usize,
+    v: Domain,
+) {
+    let (th, tw) = (g.h.div_ceil(TILE), g.w.div_ceil(TILE));
+    let (c, rs) = (g.c, g.wp() * g.c);
+    let xi_stride = v.xi_stride;
+    for r in 0..count {
+        let (i, ty, tx) = tile_pos(t0 + r, th, tw);
+        // SAFETY: the tile's 6x6 window (padded rows 4ty..4ty+6, columns 4tx..4tx+6) lies
+        // inside image i's frame, and row r of V inside the domain (caller's contract).
+        unsafe {
+            let src = x.add(g.frame_offset(i, TILE * ty, TILE * tx));
+            let dst = v.ptr.add(r * v.ld);
+            let mut c0 = 0;
+            while c0 + L <= c {
+                input_tile::<L, F>(src.add(c0), rs, c, dst.add(c0), xi_stride);
+                c0 += L;
+            }
+            while c0 < c {
+                input_tile::<1, F>(src.add(c0), rs, c, dst.add(c0), xi_stride);
+                c0 += 1;
+            }
+        }
+    }
+}
+
+/// B^T d B of one tile for L channels; `rs`/`ps` are the row and pixel strides of the frame.
+#[inline(always)]
+unsafe fn input_tile<const L: usize, const F: bool>(
+    src: *const f32,
+    rs: usize,
+    ps: usize,
+    dst: *mut f32,
+    xi_stride: usize,
+) {
+    let mut t = [[[0f32; L]; 6]; 6];
+    // SAFETY: caller's contract: 6 rows of 6 pixels of L floats at src, 36 rows at dst.
+    unsafe {
+        for q in 0..6 {
+            let mut col = [[0f32; L]; 6];
+            for (r, v) in col.iter_mut().enumerate() {
+                *v = std::ptr::read_unaligned(src.add(r * rs + q * ps).cast());
+            }
+            for (tr, v) in t.iter_mut().zip(bt::<L, F>(col)) {
+                tr[q] = v;
+            }
+        }
+        for (r, tr) in t.iter().enumerate() {
+            let u = bt::<L, F>(*tr);
+            for (q, uq) in u.iter().enumerate() {
+                std::ptr::write_unaligned(dst.add((r * 6 + q) * xi_stride).cast(), *uq);
+            }
+        }
+    }
+}
+
+/// Output transform of tiles `t0..t0+count` from M (row r = tile t0 + r), plus bias and ReLU,
+/// and the 2x2 max-pool when `pool`, written into frame `y`.
+///
+/// `g` is the geometry of the conv's input (it defines the tiles) and `yg` that of `y`: same
+/// n and spatial size (halved, floor, when pooled), `yg.c` output channels.
+///
+/// # Safety
+/// `m` holds at least `count` rows of `yg.c` floats per position; `y` points at
+/// a frame of geometry `yg` that no other thread writes at these tiles' pixels; `bias` has
+/// `yg.c` values; `isa` runs on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn output_transform(
+    isa: Isa,
+    m: Domain,
+    g: &Geometry,
+    t0: usize,
+    count: usize,
+    bias: &[f32],
+    pool: bool,
+    y: *mut f32,
+    yg: &Geometry,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::output_avx512(m, g, t0, count, bias, pool, y, yg),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::output_avx2(m, g, t0, count, bias, pool, y, yg),
+            _ => output_lanes::<4, false>(m, g, t0, count, bias, pool, y, yg),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn output_lanes<const L: usize, const F: bool>(
+    m: Domain,
+    g: &Geometry,
+    t0: usize,
+    count: usize,
+    bias: &[f32],
+    pool: bool,
+    y: *mut f32,
+    yg: &Geometry,
+) {
+    let (th, tw) = (g.h.div_ceil(TILE), g.w.div_ceil(TILE));
+    let o = yg.c;
+    let xi_stride = m.xi_stride;
+    for r in 0..count {
+        let (i, ty, tx) = tile_pos(t0 + r, th, tw);
+        // Output pixels of this tile inside the frame: full 4x4 (or 2x2 pooled) except at the
+        // bottom and right edges.
+        let side = if pool { TILE / 2 } else { TILE };
+        let (oy, ox) = (side * ty, side * tx);
+        let rows = side.min(yg.h.saturating_sub(oy));
+        let cols = side.min(yg.w.saturating_sub(ox));
+        if rows == 0 || cols == 0 {
+            continue;
+        }
+        // SAFETY: row r of M is inside the domain; the written pixels are inside image i's
+        // frame interior (rows/cols clipped above); caller's contract for the rest.
+        unsafe {
+            let src = m.ptr.add(r * m.ld);
+            let dst = y.add(yg.frame_offset(i, oy + 1, ox + 1));
+            let rs = yg.wp() * o;
+            let mut c0 = 0;
+            while c0 + L <= o {
+                let b: V<L> = std::ptr::read_unaligned(bias.as_ptr().add(c0).cast());
+                output_tile::<L, F>(
+                    src.add(c0),
+                    xi_stride,
+                    b,
+                    pool,
+                    dst.add(c0),
+                    rs,
+                    o,
+                    rows,
+                    cols,
+                );
+                c0 += L;
+            }
+            while c0 < o {
+                let b = [bias[c0]];
+                output_tile::<1, F>(
+                    src.add(c0),
+                    xi_stride,
+                    b,
+                    pool,
+                    dst.add(c0),
+                    rs,
+                    o,
+                    rows,
+                    cols,
+                );
+                c0 += 1;
+            }
+        }
+    }
+}
+
+/// A^T m A of one tile for L channels, + bias, ReLU (after the max when pooling: both commute
+/// with the max, so the result is the same as pooling the activated outputs).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn output_tile<const L: usize, const F: bool>(
+    src: *const f32,
+    xi_stride: usize,
+    bias: V<L>,
+    pool: bool,
+    dst: *mut f32,
+    rs: usize,
+    ps: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut s = [[[0f32; L]; 6]; 4];
+    // SAFETY: caller's contract: 36 rows at src, `rows` x `cols` pixels of L floats at dst.
+    unsafe {
+        for q in 0..6 {
+            let mut col = [[0f32; L]; 6];
+            for (r, v) in col.iter_mut().enumerate() {
+                *v = std::ptr::read_unaligned(src.add((r * 6 + q) * xi_stride).cast());
+            }
+            for (sk, v) in s.iter_mut().zip(at::<L, F>(col)) {
+                sk[q] = v;
+            }
+        }
+        let mut yt = [[[0f32; L]; 4]; 4];
+        for (y, sk) in yt.iter_mut().zip(&s) {
+            *y = at::<L, F>(*sk);
+        }
+        let act = |v: V<L>| zip(v, bias, |a, b| (a + b).max(0.0));
+        let store = |yy: usize, xx: usize, v: V<L>| {
+            std::ptr::write_unaligned(dst.add(yy * rs + xx * ps).cast(), act(v));
+        };
+        if pool {
+            for py in 0..rows {
+                for px in 0..cols {
+                    let (a, b) = (yt[2 * py], yt[2 * py + 1]);
+                    let mx = |u: V<L>, v: V<L>| zip(u, v, f32::max);
+                    store(
+                        py,
+                        px,
+                        mx(mx(a[2 * px], a[2 * px + 1]), mx(b[2 * px], b[2 * px + 1])),
+                    );
+                }
+            }
+        } else {
+            for (yy, row) in yt.iter().enumerate().take(rows) {
+                for (xx, v) in row.iter().enumerate().take(cols) {
+                    store(yy, xx, *v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Domain, Geometry, input_lanes, output_lanes};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input_avx2(
+        x: *const f32,
+        g: &Geometry,
+        t0: usize,
+        count: usize,
+        v: Domain,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { input_lanes::<8, true>(x, g, t0, count, v) }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn input_avx512(
+        x: *const f32,
+        g: &Geometry,
+        t0: usize,
+        count: usize,
+        v: Domain,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { input_lanes::<16, true>(x, g, t0, count, v) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn output_avx2(
+        m: Domain,
+        g: &Geometry,
+        t0: usize,
+        count: usize,
+        bias: &[f32],
+        pool: bool,
+        y: *mut f32,
+        yg: &Geometry,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { output_lanes::<8, true>(m, g, t0, count, bias, pool, y, yg) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn output_avx512(
+        m: Domain,
+        g: &Geometry,
+        t0: usize,
+        count: usize,
+        bias: &[f32],
+        pool: bool,
+        y: *mut f32,
+        yg: &Geometry,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { output_lanes::<16, true>(m, g, t0, count, bias, pool, y, yg) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three matrices must satisfy the 1-D identity y_i = sum_k g_k d_(i+k) exactly (in
+    /// f64): checks B^T, G and A^T against a plain correlation.
+    #[test]
+    fn one_dimensional_identity_holds() {
+        let d: [f64; 6] = [0.3, -1.7, 2.2, 0.9, -0.4, 1.3];
+        let gk: [f64; 3] = [0.7, -0.2, 1.1];
+        // G g for a "kernel" with one column: use transform_kernel on g (x) e0 and read column 0.
+        let mut g9 = [0f32; 9];
+        for k in 0..3 {
+            g9[k * 3] = gk[k] as f32;
+        }
+        let u = transform_kernel(&g9);
+        // Row xi = 6 * i + 0 of G g G^T with G^T's first row being (1/4, 0, 0)... instead build
+        // G g directly: column 0 of (G g G^T) = (G g) * G[0][0] = (G g) / 4.
+        let gg: Vec<f64> = (0..6).map(|i| f64::from(u[i * 6]) * 4.0).collect();
+        let bd = bt::<1, false>(d.map(|x| [x as f32]));
+        let m: [[f32; 1]; 6] = std::array::from_fn(|i| [(gg[i] * f64::from(bd[i][0])) as f32]);
+        let y = at::<1, false>(m);
+        for i in 0..4 {
+            let want: f64 = (0..3).map(|k| gk[k] * d[i + k]).sum();
+            assert!(
+                (f64::from(y[i][0]) - want).abs() < 1e-5,
+                "y{i}: {} vs {want}",
+                y[i][0]
+            );
+        }
+    }
+}
