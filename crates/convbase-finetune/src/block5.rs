@@ -1,10 +1,9 @@
 //! VGG16's block5 (three conv 3x3 + ReLU, then a 2x2 max-pool) over trainable variables, and
 //! the layout changes between feature rows (Keras' HWC order) and candle's NCHW convs.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig};
+use candle_core::Tensor;
 use convbase_train::{Params, Result};
-use convbase_vgg16::Layer;
+use convbase_vgg16::{Layer, conv3x3};
 
 /// The three convs of block5, in order.
 pub const CONVS: [Layer; 3] = [Layer::Block5Conv1, Layer::Block5Conv2, Layer::Block5Conv3];
@@ -27,26 +26,23 @@ pub fn tensor_names() -> Vec<(String, Vec<usize>)> {
 /// block5_conv1..3 and block5_pool, with parameters taken from a [`Params`].
 #[derive(Debug, Clone)]
 pub struct Block5 {
-    convs: Vec<Conv2d>,
+    /// (OIHW kernel, bias reshaped to (1, O, 1, 1)) per conv.
+    convs: Vec<(Tensor, Tensor)>,
 }
 
 impl Block5 {
     /// Loads the six tensors of [`tensor_names`] from `params` as trainable variables.
     /// They have no initialiser: fine-tuning starts from pretrained weights.
     pub fn new(params: &mut Params) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
         let mut convs = Vec::with_capacity(CONVS.len());
         let names = tensor_names();
         for pair in names.chunks(2) {
             let weight = params.stored(&pair[0].0, &pair[0].1)?;
             let bias = params.stored(&pair[1].0, &pair[1].1)?;
-            convs.push(Conv2d::new(
+            let o = pair[1].1[0];
+            convs.push((
                 weight.as_tensor().clone(),
-                Some(bias.as_tensor().clone()),
-                cfg,
+                bias.as_tensor().reshape((1, o, 1, 1))?,
             ));
         }
         Ok(Block5 { convs })
@@ -56,8 +52,10 @@ impl Block5 {
     /// `x`: (N, 512, H, W), block4_pool maps -> (N, 512, H/2, W/2), block5_pool (floor)
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut y = x.clone();
-        for conv in &self.convs {
-            y = conv.forward(&y)?.relu()?;
+        // conv3x3: one GEMM per pass and per gradient (candle's conv2d backward is a direct
+        // loop), from convbase-vgg16's fast kernels.
+        for (weight, bias) in &self.convs {
+            y = conv3x3(&y, weight)?.broadcast_add(bias)?.relu()?;
         }
         max_pool_2x2(&y)
     }
