@@ -24,6 +24,6 @@ if ! .venv/bin/python -c 'import onnxruntime, onnx, numpy' 2>/dev/null; then
         onnxruntime==1.32.0 onnx==1.23.2 numpy==2.4.6
 fi
 weights=$(scripts/fetch-weights.sh)
-cargo build --release --quiet -p convbase-vgg16 --bin convbase-vgg16
+cargo build --release --quiet --workspace --bins
 exec .venv/bin/python scripts/dev/bench_peers.py \
     --binary "$repo/target/release/convbase-vgg16" --weights "$weights" "$@"

@@ -38,4 +38,8 @@ if [[ ! -f "$idx/train-images-idx3-ubyte.gz" ]]; then
 fi
 
 cd "$repo"
-cargo run --release --quiet -p convbase-data --bin convbase-demo-data -- "$idx" "$out"
+# The whole workspace's binaries, not `-p convbase-data`: building one package resolves
+# dependency features differently and would make the next workspace build compile again.
+cargo build --release --quiet --workspace --bins >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+"$target_dir/release/convbase-demo-data" "$idx" "$out"
