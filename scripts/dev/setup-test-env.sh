@@ -7,7 +7,7 @@ cd "$repo"
 export CONVBASE_CACHE=${CONVBASE_CACHE:-$repo/.cache}
 mkdir -p "$CONVBASE_CACHE"
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, numpy, h5py, onnx' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyarrow, numpy, h5py, onnx, PIL' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --cache-dir "$CONVBASE_CACHE/pip" -r scripts/dev/requirements-test.txt
 fi

@@ -97,6 +97,23 @@ impl FeatureProvenance {
     }
 
     fn from_footer(path: &Path, f: &Footer) -> Result<Self> {
+        let feature_shape: Vec<usize> = f.get_json(path, "convbase.feature_shape")?;
+        // A vector length must fit Arrow's list size (i32); a product that overflows would
+        // wrap to any length, even the real one.
+        let dim = feature_shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n > 0 && n <= i32::MAX as usize);
+        if dim.is_none() {
+            return Err(FormatError::Footer {
+                path: path.to_path_buf(),
+                key: "convbase.feature_shape".into(),
+                problem: format!(
+                    "{feature_shape:?} does not give a vector length between 1 and {}",
+                    i32::MAX
+                ),
+            });
+        }
         Ok(FeatureProvenance {
             weights_sha256: f.get(path, "convbase.weights.sha256")?.into(),
             weights_source: f.get(path, "convbase.weights.source")?.into(),
@@ -105,7 +122,7 @@ impl FeatureProvenance {
             resize_filter: f.get(path, "convbase.resize_filter")?.into(),
             preprocess: f.get(path, "convbase.preprocess")?.into(),
             pool: f.get(path, "convbase.pool")?.into(),
-            feature_shape: f.get_json(path, "convbase.feature_shape")?,
+            feature_shape,
             flatten_order: f.get(path, "convbase.flatten_order")?.into(),
             augment: f.get(path, "convbase.augment")?.into(),
             // Absent in files written before views existed: no augmented views.
@@ -527,6 +544,35 @@ mod tests {
             err.contains("row group 2") && err.contains("f.parquet"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_feature_shape_whose_product_overflows_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.parquet");
+        let prov = provenance();
+        let batch = FeatureBatch {
+            paths: vec!["x.png".into()],
+            sha256: vec!["aa".into()],
+            labels: vec![0],
+            splits: vec![Split::Train],
+            views: vec![0],
+            values: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let mut footer = Footer::new(FileKind::Features);
+        prov.to_footer(&mut footer);
+        // 4 * (2^62 + 1) = 2^64 + 4 wraps to 4: the vectors' real length.
+        let wraps = (1u64 << 62) + 1;
+        footer.set("convbase.feature_shape", format!("[4, {wraps}]"));
+        meta::write_file(&p, &footer, &batch.to_record_batch(&p, 4).unwrap()).unwrap();
+        for err in [
+            Features::read(&p).unwrap_err(),
+            read_features_meta(&p).unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(msg.contains("convbase.feature_shape"), "{msg}");
+            assert!(err.is_input_rejected());
+        }
     }
 
     #[test]
