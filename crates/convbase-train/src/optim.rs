@@ -1,10 +1,9 @@
 //! Optimisers with Keras 3 semantics, updating candle `Var`s in place.
 //!
 //! candle-nn has SGD without momentum and AdamW only, and no RMSprop. These follow Keras'
-//! update rules exactly (checked against numpy goldens). Each update is one pass (split over the
-//! rayon pool) over the
-//! parameter, its gradient and the optimiser state in host memory: no temporary tensors
-//! the size of the parameter per step.
+//! update rules exactly (checked against numpy goldens). Each update is one pass over the
+//! parameter, its gradient and the optimiser state in host memory, split over the rayon
+//! pool: no temporary tensors the size of the parameter per step.
 
 use std::cell::RefCell;
 
