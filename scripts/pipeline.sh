@@ -23,19 +23,24 @@ Options:
   --views K           also cache K augmented views per training image; the head draws one
                       view per image each epoch (the seed's variant 2, without its cost) [default: 0]
   --augment SPEC      augmentation policy of the views (see convbase-extract --help) [default: book]
+  --finetune          then fine-tune block5 with the trained head (the seed's variant 3): caches
+                      block4_pool features (with the same views) and trains block5 + head on them
+                      with convbase-finetune; both runs get a report, the fine-tuned one is printed
+  --finetune-epochs N epochs of fine-tuning [default: 30]
   --work DIR          where manifest, features and runs go [default: data/work]
   --run NAME          run directory name [default: HEAD-PREPROCESS[-viewsK]-seedN]
   -h, --help          this help
 
 Anything after `--` goes to `convbase-head-NAME train` (e.g. -- --epochs 50 --optimizer adam).
 The run directory ends up holding config.json, model.safetensors, history.csv, curves.png,
-predictions.parquet and the report (report.html); its path is printed on stdout.
+predictions.parquet and the report (report.html); the report's path is printed on stdout.
+With --finetune, the fine-tuned run is RUN-finetune beside the head's run.
 EOF
 }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data="" weights="" head=dense preprocess=rescale size=150 seed=1 work="$repo/data/work" run=""
-views=0 augment=book
+views=0 augment=book finetune=0 finetune_epochs=30
 head_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +52,8 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --views) views=$2; shift 2 ;;
     --augment) augment=$2; shift 2 ;;
+    --finetune) finetune=1; shift ;;
+    --finetune-epochs) finetune_epochs=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --run) run=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -77,32 +84,54 @@ variant=$([ "$views" -gt 0 ] && echo "-views$views" || true)
 # Views go to their own file, which borrows the plain file's rows (and the plain file its
 # views file's plain rows): switching back and forth costs no model work.
 features="${plain%.parquet}$variant.parquet"
-reuse=()
-for other in "$work"/features-"$(basename "$data")"-"$preprocess"-"$size"*.parquet; do
-  if [ -f "$other" ] && [ "$other" != "$features" ]; then reuse+=(--reuse "$other"); fi
-done
 run_dir="$work/runs/${run:-$head-$preprocess$variant-seed$seed}"
 
 say "prepare: $data"
 t=$(date +%s.%N)
-"$bin/convbase-prepare" "$data" -o "$work/manifest-$(basename "$data").parquet"
+manifest="$work/manifest-$(basename "$data").parquet"
+"$bin/convbase-prepare" "$data" -o "$manifest"
 say "prepare took $(elapsed "$t") s"
 
-say "extract: $features"
-t=$(date +%s.%N)
-"$bin/convbase-extract" -m "$work/manifest-$(basename "$data").parquet" -w "$weights" \
-  -o "$features" --size "$size" --preprocess "$preprocess" --resize-filter nearest --batch 20 \
-  --views "$views" --augment "$augment" ${reuse[@]+"${reuse[@]}"}
-say "extract took $(elapsed "$t") s"
+# extract LAYER OUT PREFIX: cached features of the manifest's images at LAYER into OUT,
+# borrowing the rows of the other files PREFIX*.parquet computed with the same settings.
+extract() {
+  local layer=$1 out=$2 prefix=$3 reuse=() other t
+  for other in "$prefix"*.parquet; do
+    if [ -f "$other" ] && [ "$other" != "$out" ]; then reuse+=(--reuse "$other"); fi
+  done
+  say "extract ($layer): $out"
+  t=$(date +%s.%N)
+  "$bin/convbase-extract" -m "$manifest" -w "$weights" -o "$out" --layer "$layer" --pool none \
+    --size "$size" --preprocess "$preprocess" --resize-filter nearest --batch 20 \
+    --views "$views" --augment "$augment" ${reuse[@]+"${reuse[@]}"}
+  say "extract took $(elapsed "$t") s"
+}
+
+extract block5_pool "$features" "${plain%.parquet}"
 
 say "train: convbase-head-$head -> $run_dir"
 t=$(date +%s.%N)
 "$bin/convbase-head-$head" train --features "$features" --out "$run_dir" --seed "$seed" \
   ${head_args[@]+"${head_args[@]}"}
 say "train took $(elapsed "$t") s"
-
-say "report"
+say "report: $run_dir"
 "$bin/convbase-report" "$run_dir"
+
+if [ "$finetune" = 1 ]; then
+  [ "$head" = dense ] || { echo "pipeline.sh: --finetune needs --head dense" >&2; exit 2; }
+  block4_plain="$work/block4-$(basename "$data")-$preprocess-$size.parquet"
+  block4="${block4_plain%.parquet}$variant.parquet"
+  extract block4_pool "$block4" "${block4_plain%.parquet}"
+  say "fine-tune: convbase-finetune -> $run_dir-finetune"
+  t=$(date +%s.%N)
+  "$bin/convbase-finetune" train --features "$block4" --head-run "$run_dir" \
+    --out "$run_dir-finetune" --seed "$seed" --epochs "$finetune_epochs"
+  say "fine-tune took $(elapsed "$t") s"
+  run_dir="$run_dir-finetune"
+  say "report: $run_dir"
+  "$bin/convbase-report" "$run_dir"
+fi
+
 say "pipeline took $(elapsed "$t0") s in all"
 say "report: $run_dir/report.html"
 echo "$run_dir/report.html"
