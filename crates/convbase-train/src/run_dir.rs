@@ -63,7 +63,8 @@ pub struct RunConfig<C> {
 ///
 /// Any number of runs may write the same `RUN_DIR` at once (a sweep started twice): each
 /// stages alone, and each commit (moving the old directory aside, renaming the staging one
-/// into place) runs under an exclusive lock on `.RUN_DIR.lock`, so `RUN_DIR` is always one
+/// into place) runs under an exclusive lock on `.RUN_DIR.lock` (present only while held), so
+/// `RUN_DIR` is always one
 /// run's complete directory; the last to finish wins. A writer holds a lock on its staging
 /// directory for its whole life: a staging directory nobody holds belongs to a killed run
 /// and is removed by the next [`StagedDir::create`] for the same `RUN_DIR`; a run directory
@@ -217,9 +218,20 @@ impl FileId {
             .map(|m| FileId(m.dev(), m.ino()))
     }
 
+    #[cfg(unix)]
+    fn of_file(file: &std::fs::File) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().ok().map(|m| FileId(m.dev(), m.ino()))
+    }
+
     #[cfg(not(unix))]
     fn of(path: &Path) -> Option<FileId> {
         path.exists().then_some(FileId(0, 0))
+    }
+
+    #[cfg(not(unix))]
+    fn of_file(_: &std::fs::File) -> Option<FileId> {
+        Some(FileId(0, 0)) // an open file cannot be removed here
     }
 }
 
@@ -303,22 +315,54 @@ fn remove_if_unlocked(dir: &Path) {
 #[cfg(not(unix))]
 fn remove_if_unlocked(_: &Path) {}
 
-/// Takes the exclusive commit lock of `dest` (`.NAME.lock` beside it), under which a run
-/// directory is moved aside and replaced, and repairs what a killed commit left: only a
-/// holder of the lock moves a run directory aside (`NAME.old.PID`), so any found now was
-/// left by a commit that was killed. With `dest` absent, it was killed between its two
-/// renames: the previous complete run is put back; otherwise the copy is removed.
-fn commit_lock(dest: &Path) -> Result<std::fs::File> {
+/// The exclusive lock on `.NAME.lock` beside a run directory, under which it is moved aside
+/// and replaced. The lock file exists only while held: its holder removes it before
+/// unlocking, and a waiter that then gets the lock of the removed file tries again.
+#[derive(Debug)]
+struct CommitLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl CommitLock {
+    fn take(path: PathBuf) -> Result<CommitLock> {
+        loop {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| TrainError::io(&path, e))?;
+            if let Err(e) = file.lock() {
+                // Losing a finished training to a file system without locks would be worse
+                // than the race the lock prevents.
+                tracing::warn!(
+                    "cannot lock {} ({e}); committing without the lock",
+                    path.display()
+                );
+                return Ok(CommitLock { path, _file: file });
+            }
+            if FileId::of(&path).is_some() && FileId::of(&path) == FileId::of_file(&file) {
+                return Ok(CommitLock { path, _file: file });
+            }
+        }
+    }
+}
+
+impl Drop for CommitLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path); // still locked: see `take`
+    }
+}
+
+/// Takes the commit lock of `dest` and repairs what a killed commit left: only a holder of
+/// the lock moves a run directory aside (`NAME.old.PID`), so any found now was left by a
+/// commit that was killed. With `dest` absent, it was killed between its two renames: the
+/// previous complete run is put back; otherwise the copy is removed.
+fn commit_lock(dest: &Path) -> Result<CommitLock> {
     let name = dir_name(dest)?;
     let parent = parent_of(dest);
-    let path = parent.join(format!(".{name}.lock"));
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| TrainError::io(&path, e))?;
-    lock.lock().map_err(|e| TrainError::io(&path, e))?;
+    let lock = CommitLock::take(parent.join(format!(".{name}.lock")))?;
     let mut moved = moved_aside(&parent, &name);
     if !dest.exists()
         && let Some(previous) = moved.pop()
@@ -584,16 +628,12 @@ mod tests {
         assert_eq!(run_of(&dest), "a");
         b.commit().unwrap(); // replaces a's whole directory
         assert_eq!(run_of(&dest), "b");
-        assert_eq!(
-            listing(dir.path()),
-            [".run.lock", "run"],
-            "nothing else left"
-        );
+        assert_eq!(listing(dir.path()), ["run"], "nothing else left");
 
         // Dropped without a commit: its staging directory goes, the run stays.
         drop(stage(&dest, "c"));
         assert_eq!(run_of(&dest), "b");
-        assert_eq!(listing(dir.path()), [".run.lock", "run"]);
+        assert_eq!(listing(dir.path()), ["run"]);
     }
 
     #[test]
@@ -613,7 +653,7 @@ mod tests {
                 }
             });
             assert!(run_of(&dest).starts_with(&format!("{round}-")));
-            assert_eq!(listing(dir.path()), [".run.lock", "run"]);
+            assert_eq!(listing(dir.path()), ["run"]);
         }
     }
 
@@ -660,7 +700,7 @@ mod tests {
         copy(&dest, &aside);
         staged.commit().unwrap();
         assert_eq!(run_of(&dest), "next");
-        assert_eq!(listing(dir.path()), [".run.lock", "run"]);
+        assert_eq!(listing(dir.path()), ["run"]);
     }
 
     fn copy(from: &Path, to: &Path) {
