@@ -98,6 +98,11 @@ pub fn progress(args: &GlobalArgs, len: u64, what: &str) -> ProgressBar {
 }
 
 /// Maps a failed run to its exit code and prints the error chain on stderr.
+///
+/// Exit code 3 for an [`InputRejected`] or a rejected [`convbase_format::FormatError`]
+/// anywhere in the chain. The other crates' errors cannot be named here (those crates
+/// depend on this one): each converts itself with its `into_anyhow` (`Vgg16Error`,
+/// `TrainError`, `FineTuneError`), which marks the rejected ones with [`InputRejected`].
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
     tracing::error!("{err:#}");
     let rejected = err.chain().any(|e| {

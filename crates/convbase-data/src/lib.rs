@@ -21,6 +21,7 @@ use std::path::Path;
 
 pub use decode::{
     BadImage, Decoded, ImageError, MAX_DECODED_BYTES, MAX_SIDE, decode, decode_rgb8, load_rgb8,
+    read_image,
 };
 pub use resize::{ResizeFilter, resize, resize_to};
 
@@ -31,6 +32,20 @@ pub fn load_for_network(
     size: u32,
     filter: ResizeFilter,
 ) -> Result<Vec<f32>, ImageError> {
-    let img = resize(&load_rgb8(path)?, size, filter);
+    let bytes = read_image(path)?;
+    decode_for_network(&bytes, size, filter).map_err(|reason| ImageError {
+        path: Some(path.to_path_buf()),
+        reason,
+    })
+}
+
+/// [`load_for_network`] on a file's bytes already read (e.g. to hash exactly the bytes
+/// that are decoded).
+pub fn decode_for_network(
+    bytes: &[u8],
+    size: u32,
+    filter: ResizeFilter,
+) -> Result<Vec<f32>, BadImage> {
+    let img = resize(&decode::into_rgb8(decode(bytes)?.image), size, filter);
     Ok(img.into_raw().into_iter().map(f32::from).collect())
 }

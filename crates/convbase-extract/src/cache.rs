@@ -75,6 +75,22 @@ impl Cache {
         Ok(())
     }
 
+    /// How many rows [`Cache::write_in_order`] would write for `rows`.
+    pub fn rows_present<V>(&self, rows: &[&ManifestRow], views_of: impl Fn(Split) -> V) -> usize
+    where
+        V: IntoIterator<Item = u32>,
+    {
+        rows.iter()
+            .map(|r| {
+                let sha = r.sha256.as_deref().unwrap_or_default();
+                views_of(r.split)
+                    .into_iter()
+                    .filter(|&v| self.contains(sha, v))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Writes the rows of `rows`, in that order, each with the views `views_of` its split
     /// (view order within an image); views the cache lacks (images that failed to decode)
     /// are left out.

@@ -9,6 +9,15 @@
 //! With `views > 0`, every training image also gets that many augmented views (Keras'
 //! `ImageDataGenerator` semantics, drawn per image content hash and view), computed once
 //! and cached like view 0; validation and test images keep view 0 only.
+//!
+//! Rows are keyed by the SHA-256 of the bytes actually decoded, and only ever for the
+//! content the manifest describes: an image whose file no longer has the SHA-256 the
+//! manifest recorded (edited or replaced after `convbase-prepare`) is skipped and reported
+//! with its path, like an unreadable one, and nothing is computed or cached for it. The
+//! features file then describes exactly the manifest's images; re-running
+//! `convbase-prepare` records the new content, and the next extraction computes just it. An
+//! output that lacks rows of its manifest (images that could not be read when it was
+//! written) is never taken as up to date: those images are tried again.
 
 pub mod cache;
 
@@ -19,12 +28,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
 use convbase_data::augment::AugmentPolicy;
-use convbase_data::{ResizeFilter, load_for_network};
+use convbase_data::{ImageError, ResizeFilter, decode_for_network, read_image};
 use convbase_format::{
     FeatureBatch, FeatureProvenance, FeaturesWriter, Manifest, ManifestRow, Split,
     read_features_meta, sha256_file,
 };
-use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
+use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Vgg16Error, Weights};
+use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, WorkDir, compatible};
 
@@ -78,6 +88,9 @@ pub struct Summary {
     pub skipped: usize,
     /// Images that failed to decode now: (path, reason).
     pub failed: Vec<(String, String)>,
+    /// Those of `failed` that decode but are not the content the manifest recorded (changed
+    /// since `convbase-prepare`): re-running it would make them usable.
+    pub changed: Vec<String>,
     /// True when the output was already up to date and nothing was written.
     pub up_to_date: bool,
     pub seconds: f64,
@@ -177,7 +190,7 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
         );
     }
 
-    let weights = Weights::load(&cfg.weights, &cfg.device)?;
+    let weights = Weights::load(&cfg.weights, &cfg.device).map_err(Vgg16Error::into_anyhow)?;
     let preprocess = cfg.preprocess.unwrap_or(weights.preprocess);
     let model = Vgg16::new(&weights, cfg.layer, cfg.pool, &cfg.device)?;
     let provenance = FeatureProvenance {
@@ -198,16 +211,30 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     };
 
     // Earlier output: reused when compatible; up to date when it is exactly this run's result.
+    let expected_rows: usize = usable.iter().map(|r| cfg.views_of(r.split).count()).sum();
+    // Rows of an output computed exactly as this run computes (same settings and manifest).
+    let mut same_output_rows = None;
     let mut cache = Cache::default();
     if cfg.out.exists() {
         match read_features_meta(&cfg.out) {
-            Ok((have, _)) if have == provenance && !WorkDir::path_for(&cfg.out).exists() => {
-                // Same settings and same manifest: the file already holds every row.
-                summary.up_to_date = true;
-                summary.rows = read_features_meta(&cfg.out)?.1;
-                summary.cached = summary.rows;
-                summary.seconds = start.elapsed().as_secs_f64();
-                return Ok(summary);
+            Ok((have, rows)) if have == provenance && !WorkDir::path_for(&cfg.out).exists() => {
+                if rows == expected_rows {
+                    // Same settings and same manifest, and every row is there.
+                    summary.up_to_date = true;
+                    summary.rows = rows;
+                    summary.cached = summary.rows;
+                    summary.seconds = start.elapsed().as_secs_f64();
+                    return Ok(summary);
+                }
+                tracing::info!(
+                    "{} lacks {} of its manifest's {expected_rows} rows (images that could not be read when it was written): trying them again",
+                    cfg.out.display(),
+                    expected_rows.saturating_sub(rows)
+                );
+                same_output_rows = Some(rows);
+                if let Err(why) = cache.add_file(&cfg.out, &provenance) {
+                    tracing::warn!("cannot reuse {}: {why}", cfg.out.display());
+                }
             }
             Ok((have, _)) => match compatible(&have, &provenance) {
                 Ok(()) => {
@@ -232,17 +259,26 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     let mut work = WorkDir::open(&cfg.out, &provenance, &mut cache)?;
 
     // Image views the cache lacks, in manifest order, each (content, view) computed once.
-    let mut seen = std::collections::HashSet::new();
-    let todo: Vec<(&ManifestRow, u32)> = usable
-        .iter()
-        .flat_map(|&r| cfg.views_of(r.split).map(move |view| (r, view)))
-        .filter(|&(r, view)| {
-            let sha = r.sha256.as_deref().unwrap_or_default();
-            !cache.contains(sha, view) && seen.insert((sha.to_string(), view))
-        })
-        .collect();
-    progress.set_length(todo.len() as u64);
-    if !todo.is_empty() {
+    // When an image fails, another file of the manifest with the same content (if any) is
+    // tried in a next round.
+    let mut attempted = std::collections::HashSet::new();
+    loop {
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<(&ManifestRow, u32)> = usable
+            .iter()
+            .flat_map(|&r| cfg.views_of(r.split).map(move |view| (r, view)))
+            .filter(|&(r, view)| {
+                let sha = r.sha256.as_deref().unwrap_or_default();
+                !cache.contains(sha, view)
+                    && !attempted.contains(&(r.path.as_str(), view))
+                    && seen.insert((sha, view))
+            })
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        attempted.extend(todo.iter().map(|&(r, view)| (r.path.as_str(), view)));
+        progress.inc_length(todo.len() as u64);
         tracing::info!(
             "{} image views to compute ({} cached) with {} at {} px on {:?}",
             todo.len(),
@@ -262,8 +298,24 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
             &mut work,
             progress,
         )?;
-        summary.computed = computed;
-        summary.failed = failed;
+        summary.computed += computed;
+        for f in failed {
+            if f.changed {
+                summary.changed.push(f.path.clone());
+            }
+            summary.failed.push((f.path, f.reason));
+        }
+    }
+
+    let present = cache.rows_present(&usable, |split| cfg.views_of(split));
+    if summary.computed == 0 && same_output_rows == Some(present) {
+        // Nothing could be added: the output already holds every row this run can give.
+        work.remove()?;
+        summary.up_to_date = true;
+        summary.rows = present;
+        summary.cached = present;
+        summary.seconds = start.elapsed().as_secs_f64();
+        return Ok(summary);
     }
 
     // Assemble the output in manifest order, streaming from the cache's files.
@@ -281,11 +333,65 @@ pub fn run(cfg: &Config, progress: &indicatif::ProgressBar) -> anyhow::Result<Su
     Ok(summary)
 }
 
-/// One decoded batch: the image views and their preprocessed NCHW pixels.
+/// One decoded batch: the image views with the SHA-256 of the bytes decoded, and their
+/// preprocessed NCHW pixels.
 struct Decoded<'a> {
-    rows: Vec<(&'a ManifestRow, u32)>,
+    rows: Vec<(&'a ManifestRow, u32, String)>,
     pixels: Vec<f32>,
-    failed: Vec<(String, String)>,
+    failed: Vec<Failed>,
+}
+
+/// An image that could not be used, with why.
+#[derive(Debug)]
+struct Failed {
+    /// As in the manifest.
+    path: String,
+    /// Names the file.
+    reason: String,
+    /// It decodes, but is not the content the manifest recorded.
+    changed: bool,
+}
+
+/// Reads an image once, checks that its bytes are the content the manifest recorded, and
+/// decodes those very bytes: the features computed are always those of the content whose
+/// SHA-256 keys them. Returns the SHA-256 and the network input.
+fn load_checked(
+    root: &Path,
+    row: &ManifestRow,
+    size: u32,
+    filter: ResizeFilter,
+) -> Result<(String, Vec<f32>), Failed> {
+    let path = root.join(&row.path);
+    let failed = |reason: String, changed: bool| Failed {
+        path: row.path.clone(),
+        reason,
+        changed,
+    };
+    let bytes = read_image(&path).map_err(|e| failed(e.to_string(), false))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let decoded = decode_for_network(&bytes, size, filter).map_err(|reason| ImageError {
+        path: Some(path.clone()),
+        reason,
+    });
+    let recorded = row.sha256.as_deref().unwrap_or_default();
+    if sha256 != recorded {
+        let changed = format!(
+            "the file changed since convbase-prepare (its SHA-256 is {sha256}, the manifest records {recorded})"
+        );
+        return Err(match decoded {
+            Err(e) => failed(format!("{e}; {changed}"), false),
+            Ok(_) => failed(
+                format!(
+                    "{}: {changed}; not extracted: re-run convbase-prepare to include its new content",
+                    path.display()
+                ),
+                true,
+            ),
+        });
+    }
+    decoded
+        .map(|pixels| (sha256, pixels))
+        .map_err(|e| failed(e.to_string(), false))
 }
 
 /// Runs the model over the image views in `todo`, journalling every `chunk_batches` batches.
@@ -302,7 +408,7 @@ fn compute(
     cache: &mut Cache,
     work: &mut WorkDir,
     progress: &indicatif::ProgressBar,
-) -> anyhow::Result<(usize, Vec<(String, String)>)> {
+) -> anyhow::Result<(usize, Vec<Failed>)> {
     let size = cfg.size as usize;
     let per_image = 3 * size * size;
     let dim = provenance.dim();
@@ -334,29 +440,29 @@ fn compute(
                         use rayon::prelude::*;
                         next.par_iter()
                             .map(|&(r, view)| {
-                                load_for_network(&root.join(&r.path), cfg.size, cfg.resize_filter)
-                                    .map(|rgb| {
+                                load_checked(root, r, cfg.size, cfg.resize_filter).map(
+                                    |(sha256, rgb)| {
                                         let rgb = match (view, &cfg.augment) {
                                             (1.., Some(policy)) => {
-                                                let key = r.sha256.as_deref().unwrap_or_default();
-                                                policy.view(&rgb, size, size, key, view)
+                                                policy.view(&rgb, size, size, &sha256, view)
                                             }
                                             _ => rgb,
                                         };
                                         let mut chw = vec![0f32; per_image];
                                         preprocess.apply(&rgb, size, &mut chw);
-                                        chw
-                                    })
+                                        (sha256, chw)
+                                    },
+                                )
                             })
                             .collect()
                     });
-                    for (item, res) in next.into_iter().zip(loaded) {
+                    for ((row, view), res) in next.into_iter().zip(loaded) {
                         match res {
-                            Ok(chw) => {
-                                out.rows.push(item);
+                            Ok((sha256, chw)) => {
+                                out.rows.push((row, view, sha256));
                                 out.pixels.extend_from_slice(&chw);
                             }
-                            Err(e) => out.failed.push((item.0.path.clone(), e.to_string())),
+                            Err(f) => out.failed.push(f),
                         }
                     }
                 }
@@ -371,11 +477,11 @@ fn compute(
         let mut failed_paths = std::collections::HashSet::new();
         for decoded in rx.iter() {
             progress.inc(decoded.failed.len() as u64);
-            for (path, why) in decoded.failed {
+            for f in decoded.failed {
                 // An image with several views fails once per view; report it once.
-                if failed_paths.insert(path.clone()) {
-                    tracing::warn!("skipping {}: {why}", root.join(&path).display());
-                    failed.push((path, why));
+                if failed_paths.insert(f.path.clone()) {
+                    tracing::warn!("skipping {}: {}", root.join(&f.path).display(), f.reason);
+                    failed.push(f);
                 }
             }
             let n = decoded.rows.len();
@@ -386,9 +492,9 @@ fn compute(
             let y = model.forward(&x)?;
             let values = convbase_vgg16::flatten_hwc(&y)?;
             debug_assert_eq!(values.len(), n * dim);
-            for &(row, view) in &decoded.rows {
+            for (row, view, sha256) in decoded.rows {
                 chunk.paths.push(row.path.clone());
-                chunk.sha256.push(row.sha256.clone().unwrap_or_default());
+                chunk.sha256.push(sha256);
                 chunk.labels.push(row.label);
                 chunk.splits.push(row.split);
                 chunk.views.push(view);

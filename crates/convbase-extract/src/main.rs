@@ -15,6 +15,13 @@ use convbase_vgg16::{GlobalPool, Layer, Preprocess};
 /// disappear; any change of weights, layer, size, filter, pooling or preprocessing
 /// recomputes everything into a fresh file (a new augmentation policy recomputes the
 /// augmented views only); a killed run resumes from its completed chunks.
+///
+/// Rows are keyed by the SHA-256 of the bytes decoded, and are only ever computed for the
+/// content the manifest describes. An image that cannot be read, or whose file changed
+/// since `convbase-prepare` (its SHA-256 differs from the manifest's), is skipped with its
+/// path and reason and gets no row; nothing is cached for the new content. Re-run
+/// `convbase-prepare` to take the new content in: the next extraction computes only it.
+/// Images skipped before are tried again by every run.
 #[derive(Debug, Parser)]
 #[command(name = "convbase-extract", version, after_help = EXIT_CODES)]
 struct Args {
@@ -108,11 +115,18 @@ fn main() -> ExitCode {
         let bar = convbase_cli::progress(&args.global, 0, "extract");
         let s = convbase_extract::run(&cfg, &bar)?;
         bar.finish_and_clear();
-        if s.up_to_date {
+        if s.up_to_date && s.failed.is_empty() {
             tracing::info!(
                 "{} is up to date ({} rows); no model work",
                 cfg.out.display(),
                 s.rows
+            );
+        } else if s.up_to_date {
+            tracing::info!(
+                "{} is up to date ({} rows, {} failed to decode again); no model work",
+                cfg.out.display(),
+                s.rows,
+                s.failed.len()
             );
         } else {
             let rate = if s.seconds > 0.0 {
@@ -130,6 +144,14 @@ fn main() -> ExitCode {
                 s.failed.len(),
                 s.seconds,
                 rate
+            );
+        }
+        if !s.changed.is_empty() {
+            tracing::warn!(
+                "{} images changed since convbase-prepare wrote {} and were left out; \
+                 re-run convbase-prepare, then convbase-extract computes just them",
+                s.changed.len(),
+                cfg.manifest.display()
             );
         }
         Ok(())

@@ -377,3 +377,71 @@ fn a_killed_run_resumes_and_ends_identical_to_an_uninterrupted_one() {
     );
     assert!(!work.exists(), "journal removed after completion");
 }
+
+/// An image edited after its manifest was written is skipped and reported (its features
+/// would be stored under the manifest's hash of other content), the output never holds a
+/// row for it, and once the file is back to what the manifest says, the next run computes
+/// just it and gives what a fresh extraction gives.
+#[test]
+fn an_image_changed_after_prepare_is_skipped_and_never_cached() {
+    let data = Data::new(6);
+    let rows = &data.manifest.rows;
+    let victim = data.root().join(&rows[2].path);
+    let original = std::fs::read(&victim).unwrap();
+    std::fs::copy(data.root().join(&rows[3].path), &victim).unwrap(); // decodes fine
+    let s = run(&data.config());
+    assert_eq!((s.rows, s.computed, s.failed.len()), (5, 5, 1), "{s:?}");
+    assert_eq!(s.changed, [rows[2].path.clone()]);
+    let (path, why) = &s.failed[0];
+    assert_eq!(path, &rows[2].path);
+    assert!(
+        why.contains(&victim.display().to_string())
+            && why.contains("changed since convbase-prepare")
+            && why.contains(rows[2].sha256.as_deref().unwrap()),
+        "{why}"
+    );
+    let f = Features::read(&data.out()).unwrap();
+    assert!(!f.rows.paths.contains(&rows[2].path), "no row for it");
+
+    // Still changed: nothing can be added, the output is left as it is.
+    let bytes = std::fs::read(data.out()).unwrap();
+    let s = run(&data.config());
+    assert_eq!(
+        (s.rows, s.computed, s.failed.len(), s.up_to_date),
+        (5, 0, 1, true)
+    );
+    assert_eq!(std::fs::read(data.out()).unwrap(), bytes, "file untouched");
+
+    // Back to the manifest's content: only it is computed, and the file equals a fresh one.
+    std::fs::write(&victim, &original).unwrap();
+    let s = run(&data.config());
+    assert_eq!(
+        (s.rows, s.computed, s.cached, s.up_to_date),
+        (6, 1, 5, false)
+    );
+    let mut fresh = data.config();
+    fresh.out = data.dir.path().join("fresh.parquet");
+    run(&fresh);
+    assert_eq!(
+        std::fs::read(&fresh.out).unwrap(),
+        std::fs::read(data.out()).unwrap()
+    );
+    assert!(run(&data.config()).up_to_date);
+}
+
+/// A file that no longer decodes and whose content changed is reported with the decoder's
+/// reason, and the change.
+#[test]
+fn a_changed_file_that_does_not_decode_says_why() {
+    let data = Data::new(3);
+    let victim = data.root().join(&data.manifest.rows[1].path);
+    std::fs::write(&victim, b"not an image any more").unwrap();
+    let s = run(&data.config());
+    assert_eq!(s.failed.len(), 1);
+    assert!(s.changed.is_empty(), "prepare would not make it usable");
+    let why = &s.failed[0].1;
+    assert!(
+        why.contains("not an image") && why.contains("changed since convbase-prepare"),
+        "{why}"
+    );
+}

@@ -28,10 +28,7 @@ impl FineTuneError {
         use convbase_cli::InputRejected;
         match self {
             FineTuneError::Train(e) => e.into_anyhow(),
-            FineTuneError::Weights(e) if e.is_input_rejected() => {
-                anyhow::Error::new(InputRejected(e.to_string()))
-            }
-            FineTuneError::Weights(e) => anyhow::Error::new(e),
+            FineTuneError::Weights(e) => e.into_anyhow(),
             FineTuneError::Format(e) => anyhow::Error::new(e),
             FineTuneError::Rejected(msg) => anyhow::Error::new(InputRejected(msg)),
             e @ FineTuneError::Candle(_) => anyhow::Error::new(e),

@@ -58,10 +58,12 @@ fn assert_refused(out: &Output, needle: &str, dir: &Path) {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
     assert!(!dir.exists(), "{} written", dir.display());
-    assert!(
-        !dir.with_file_name("ft.tmp").exists(),
-        "staging left behind"
-    );
+    let staging: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ft.tmp."))
+        .collect();
+    assert!(staging.is_empty(), "staging left behind: {staging:?}");
 }
 
 #[test]

@@ -93,10 +93,16 @@ fn run_dir_is_complete_and_the_head_learns() {
             "predictions.parquet"
         ]
     );
-    assert!(
-        !tmp.path().join("run.tmp").exists(),
-        "staging directory gone"
-    );
+    let staging: Vec<_> = listing(tmp.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".run.tmp.")
+        })
+        .collect();
+    assert!(staging.is_empty(), "staging directory left: {staging:?}");
 
     let c = config(&out);
     assert_eq!(c["head"], "convbase-head-dense");

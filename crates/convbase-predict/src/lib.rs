@@ -16,7 +16,7 @@ use convbase_format::FeatureProvenance;
 use convbase_head_dense::DenseHead;
 use convbase_head_linear::LinearHead;
 use convbase_train::{Head, TrainedModel};
-use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Weights};
+use convbase_vgg16::{GlobalPool, Layer, Preprocess, Vgg16, Vgg16Error, Weights};
 
 /// A trained head of any kind this binary knows, as read from a run directory.
 #[derive(Debug)]
@@ -114,7 +114,7 @@ impl Predictor {
         let classifier = Classifier::load(run_dir)?;
         let p = classifier.features().clone();
         let spec = weights.unwrap_or(&p.weights_source);
-        let w = Weights::load(spec, &device)?;
+        let w = Weights::load(spec, &device).map_err(Vgg16Error::into_anyhow)?;
         if w.sha256 != p.weights_sha256 {
             bail!(InputRejected(format!(
                 "weights {spec} (sha256 {}) are not the ones the run was trained on (sha256 {})",

@@ -71,6 +71,18 @@ impl Vgg16Error {
     pub fn is_input_rejected(&self) -> bool {
         !matches!(self, Self::Io { .. } | Self::Hub { .. } | Self::Model(_))
     }
+
+    /// Converts into the error a binary reports: a rejected weights file carries the "input
+    /// rejected" marker (exit code 3) that `convbase_cli::report_error` looks for, anything
+    /// else (I/O, the Hub, a failed computation) stays a failure (exit code 1). Every binary
+    /// that loads weights goes through this, so that they all classify alike.
+    pub fn into_anyhow(self) -> anyhow::Error {
+        if self.is_input_rejected() {
+            anyhow::Error::new(convbase_cli::InputRejected(self.to_string()))
+        } else {
+            anyhow::Error::new(self)
+        }
+    }
 }
 
 /// A name that is not one of the accepted values of a [`FromStr`](std::str::FromStr) enum.
@@ -80,4 +92,57 @@ pub struct ParseError {
     pub what: &'static str,
     pub got: String,
     pub expected: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convbase_cli::{Exit, report_error};
+    use std::process::ExitCode;
+
+    #[test]
+    fn a_rejected_weights_file_exits_3_and_other_failures_1() {
+        let path = PathBuf::from("w.safetensors");
+        let rejected = [
+            Vgg16Error::Corrupt {
+                path: path.clone(),
+                format: "safetensors",
+                reason: "truncated".into(),
+            },
+            Vgg16Error::UnknownFormat {
+                path: path.clone(),
+                reason: "empty".into(),
+            },
+            Vgg16Error::MissingTensor {
+                path: path.clone(),
+                tensor: "features.28.bias".into(),
+            },
+            Vgg16Error::NonFinite {
+                path: path.clone(),
+                tensor: "features.0.weight".into(),
+            },
+            Vgg16Error::TensorChecksumMismatch {
+                path: path.clone(),
+                tensor: "features.0.weight".into(),
+            },
+        ];
+        for e in rejected {
+            let text = e.to_string();
+            let err = e.into_anyhow().context("loading the conv base");
+            assert!(format!("{err:#}").ends_with(&text), "message kept: {err:#}");
+            assert_eq!(
+                report_error(&err),
+                ExitCode::from(Exit::InputRejected),
+                "{text}"
+            );
+        }
+        let io = Vgg16Error::Io {
+            path,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            report_error(&io.into_anyhow()),
+            ExitCode::from(Exit::Failure)
+        );
+    }
 }

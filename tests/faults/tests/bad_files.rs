@@ -485,7 +485,6 @@ fn write_tensors(dest: &Path, edit: impl FnOnce(&mut Tensors, &mut HashMap<Strin
 }
 
 #[test]
-#[ignore = "known bug in convbase-extract and convbase-predict (reported): weights errors exit with 1, their --help documents 3"]
 fn bad_weights_are_refused_with_exit_3_and_nothing_is_written() {
     let p = Pipeline::new();
     let w = |name: &str| p.path(name);

@@ -403,7 +403,6 @@ fn images_broken_after_prepare_are_skipped_with_path_and_reason() {
 /// key): once the image is back to what the manifest describes, extract must give what a
 /// fresh extraction gives.
 #[test]
-#[ignore = "known bug in convbase-extract (reported): features of the changed content are cached under the manifest's SHA-256"]
 fn an_image_changed_after_prepare_never_poisons_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

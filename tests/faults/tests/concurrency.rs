@@ -226,7 +226,6 @@ fn two_prepares_on_one_output_leave_one_complete_manifest() {
 /// Two `train` runs with one `--out`: the run directory must end up complete and from one
 /// run (its config, model and predictions agree), never a mix or a partial directory.
 #[test]
-#[ignore = "known bug in convbase-train (reported): both runs stage into RUN.tmp, so the run directory can be partial or mixed"]
 fn two_trains_on_one_run_directory_leave_one_complete_run() {
     let d = data();
     let features = d.dir.path().join("features.parquet");

@@ -497,10 +497,20 @@ impl Stage for Train {
     fn after_completion(&self, round: usize) -> Result<(), String> {
         run_dir_check(&self.out, &self.reference(round % 2))
     }
-    /// The predictions' temporary file: written last before the staging directory is
-    /// renamed into place.
+    /// The predictions' temporary file: written last before the staging directory (each
+    /// run's own, `.run.tmp.PID.N`) is renamed into place.
     fn commit_markers(&self) -> Vec<String> {
-        let mut m = temp_files(&self.out.with_file_name("run.tmp"));
+        let mut m: Vec<String> = std::fs::read_dir(self.out.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".run.tmp."))
+            .flat_map(|staging| {
+                temp_files(&self.out.with_file_name(&staging))
+                    .into_iter()
+                    .map(move |f| format!("{staging}/{f}"))
+            })
+            .collect();
         m.retain(|n| n.contains("predictions"));
         m
     }

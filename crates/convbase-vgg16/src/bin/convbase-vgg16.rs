@@ -117,13 +117,7 @@ fn load(spec: &str, sha256: Option<&str>) -> anyhow::Result<Weights> {
         Some(sum) => format!("{spec}#sha256={sum}"),
         None => spec.to_string(),
     };
-    Weights::load(&spec, &Device::Cpu).map_err(|e: Vgg16Error| {
-        if e.is_input_rejected() {
-            anyhow::Error::new(InputRejected(e.to_string()))
-        } else {
-            anyhow::Error::new(e)
-        }
-    })
+    Weights::load(&spec, &Device::Cpu).map_err(Vgg16Error::into_anyhow)
 }
 
 fn main() -> ExitCode {
