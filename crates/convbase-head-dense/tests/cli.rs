@@ -379,43 +379,6 @@ fn balanced_class_weights_are_recorded() {
     assert_eq!(bad.status.code(), Some(3));
 }
 
-/// Timing of the seed's workload: 2000 x 8192 training features, 1000 validation, 30
-/// epochs, batch 20. Run by hand:
-/// `cargo test --release -p convbase-head-dense --test cli -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn seed_sized_training_time() {
-    let tmp = tempfile::tempdir().unwrap();
-    let features = tmp.path().join("features.parquet");
-    write_features(
-        &features,
-        &Spec {
-            dim: 8192,
-            counts: [&[1000, 1000], &[500, 500], &[500, 500]],
-            separation: 0.3,
-            views: 1,
-            layer: "block5_pool",
-        },
-    );
-    let out = tmp.path().join("run");
-    let t0 = std::time::Instant::now();
-    let o = Command::new(BIN)
-        .args([
-            "train",
-            "--features",
-            features.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--seed",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("whole command: {:.2}s", t0.elapsed().as_secs_f64());
-}
-
 /// The loss of one batch under class weights: sum(w[y_i] * l_i) / batch, as Keras.
 #[test]
 fn class_weights_scale_each_sample_loss() {
