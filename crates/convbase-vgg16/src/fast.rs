@@ -17,6 +17,8 @@
 mod conv;
 pub(crate) mod gemm;
 mod isa;
+pub mod train;
+mod wino3;
 mod winograd;
 
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,379 @@
+//! The fine-tuning conv on the CPU: 3x3 conv (stride 1, zero padding 1) + bias + ReLU on plain
+//! NHWC maps, forward and backward, with Winograd F(3x3, 3x3) for all three products (see
+//! [`super::wino3`]): per layer and step 25 GEMMs each for the output, the input gradient and
+//! the weight gradient, against 9 taps x (C x O) per pixel for a direct conv.
+//!
+//! Each pass is a few phases over the global rayon pool:
+//! - forward: the kernels' transform U (redone every step: the optimiser moves the weights)
+//!   alongside the input tiles' transform V; then one task per block of output channels runs
+//!   the 25 GEMMs of its columns over all tiles and the output transform (+ bias, ReLU);
+//! - backward: dZ = dY masked by the ReLU (y > 0) and the bias gradient in one pass; then the
+//!   transforms of x's tiles (recomputed: cheaper than keeping them), of dZ's 3x3 tiles (for
+//!   the weight gradient), of dZ's 5x5 tiles and of the flipped, transposed kernels (for the
+//!   input gradient, skipped when the input needs none, as block5_conv1's cached features);
+//!   then the two sets of GEMMs with their output transforms, side by side.
+//!
+//! Splitting by output columns rather than by tiles keeps each task's share of the weights'
+//! transform (26 MB per block5 layer) read once per step, while the tiles (9 MB) are read by
+//! every task. The large buffers come from a pool and are reused across layers and steps; the
+//! GEMMs' outputs go to per-thread scratch.
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::conv::{Shared, with_scratch};
+use super::gemm::gemm_cols;
+use super::isa::Isa;
+use super::wino3::{self, Dom, Packed, Tiles, XI};
+
+/// Shape of one training conv: input maps (N, H, W, C) NHWC, kernels (O, C, 3, 3) OIHW,
+/// output (N, H, W, O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub o: usize,
+}
+
+impl ConvShape {
+    fn tiles(&self) -> Tiles {
+        Tiles {
+            n: self.n,
+            h: self.h,
+            w: self.w,
+        }
+    }
+
+    fn pixels(&self) -> usize {
+        self.n * self.h * self.w
+    }
+
+    fn check(&self, x: &[f32], w: &[f32]) {
+        assert_eq!(x.len(), self.pixels() * self.c, "x must be (n, h, w, c)");
+        assert_eq!(w.len(), self.o * self.c * 9, "w must be (o, c, 3, 3)");
+    }
+}
+
+/// Gradients of one conv + bias + ReLU.
+#[derive(Debug, Clone)]
+pub struct ConvGrads {
+    /// (N, H, W, C), when asked for.
+    pub dx: Option<Vec<f32>>,
+    /// (O, C, 3, 3).
+    pub dw: Vec<f32>,
+    /// (O).
+    pub db: Vec<f32>,
+}
+
+/// Buffers not in use, for the next pass to take (a step of block5 needs about 100 MB).
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A pooled buffer of at least the asked length, contents left over from an earlier use:
+/// every reader reads only what its pass wrote (padding rows and columns of the GEMMs included,
+/// which only feed output rows and columns that are dropped).
+struct Buf(Vec<f32>);
+
+impl Buf {
+    fn take(len: usize) -> Self {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let fit = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        match fit {
+            Some(i) => Buf(pool.swap_remove(i)),
+            None => {
+                drop(pool);
+                Buf(vec![0.0; len])
+            }
+        }
+    }
+
+    fn ptr(&mut self) -> *mut f32 {
+        self.0.as_mut_ptr()
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+    }
+}
+
+/// Tiles per transform task: enough to amortise a task, small enough to balance.
+const TRANSFORM_TILES: usize = 8;
+
+/// Most GEMM rows (tiles) one task multiplies: its scratch (25 x rows x columns) stays bounded
+/// on large maps; block5's 20 x 9 tiles fit in one.
+const GEMM_TILES: usize = 192;
+
+/// Most GEMM rows (input channels) one weight-gradient task multiplies.
+const GRAD_ROWS: usize = 132;
+
+/// Splits `len` items into about `parts` contiguous ranges of a multiple of `unit` items each.
+fn split(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
+    let units = len.div_ceil(unit);
+    let parts = parts.clamp(1, units.max(1));
+    let per = units.div_ceil(parts) * unit;
+    (0..len)
+        .step_by(per.max(1))
+        .map(|a| (a, (a + per).min(len)))
+        .collect()
+}
+
+/// B^T d B of every tile of the NHWC maps `x` (`c` channels) into `v`, in parallel.
+fn input_transform(isa: Isa, x: &[f32], g: Tiles, c: usize, v: Dom) {
+    let t = g.count();
+    (0..t.div_ceil(TRANSFORM_TILES))
+        .into_par_iter()
+        .for_each(|b| {
+            let t0 = b * TRANSFORM_TILES;
+            let count = TRANSFORM_TILES.min(t - t0);
+            let rows = v.rows_from(t0);
+            // SAFETY: x holds the maps of g with c channels; v has t rows of c floats per
+            // position, this task writes rows t0..t0 + count only; the ISA runs here.
+            unsafe { wino3::input_transform(isa, x.as_ptr(), g, c, t0, count, rows) };
+        });
+}
+
+/// The kernels' transform into `out` (k = c, n = o; or k = o, n = c when `flip`), in parallel
+/// over panels.
+fn kernels_transform(isa: Isa, w: &[f32], c: usize, o: usize, flip: bool, out: Packed) {
+    (0..out.panels).into_par_iter().for_each(|j| {
+        // SAFETY: w holds o * c * 9 floats; out holds every panel of (k x n) for the 25
+        // positions, this task writes panel j only; the ISA runs here.
+        unsafe { wino3::kernels_transform(isa, w.as_ptr(), c, o, flip, (j, j + 1), out) };
+    });
+}
+
+/// The 25 GEMMs V[xi] . U[xi] (tiles x k . k x n) and their output transform into the NHWC
+/// maps `y` (`n` channels), + bias and ReLU when given. Tasks: blocks of output channels
+/// (about one per thread) times blocks of tiles.
+fn gemm_output(
+    isa: Isa,
+    v: Dom,
+    u: Packed,
+    g: Tiles,
+    n: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (mr, nr) = isa.mr_nr();
+    let t = g.count();
+    assert!(y.len() >= g.n * g.h * g.w * n && bias.is_none_or(|b| b.len() == n));
+    let threads = rayon::current_num_threads();
+    let col_blocks = split(u.panels, threads, 1);
+    let tile_blocks = split(t, t.div_ceil(GEMM_TILES), mr);
+    let out = Shared(y.as_mut_ptr());
+    let bias = Shared(bias.map_or(std::ptr::null_mut(), |b| b.as_ptr().cast_mut()));
+    let tasks: Vec<_> = tile_blocks
+        .iter()
+        .flat_map(|&tb| col_blocks.iter().map(move |&cb| (tb, cb)))
+        .collect();
+    tasks.into_par_iter().for_each(|((t0, t1), (j0, j1))| {
+        let rows = (t1 - t0).next_multiple_of(mr);
+        let cols = (j1 - j0) * nr;
+        with_scratch(Dom::len(rows, cols), |s| {
+            let m = Dom::new(s.as_mut_ptr(), rows, cols);
+            // SAFETY: v holds rows t0..t0 + rows (the tile count rounded up to MR) of k floats
+            // per position, u the panels j0..j1; m holds `rows` rows of `cols` floats per
+            // position; this task writes channels j0 * nr..min(j1 * nr, n) of tiles t0..t1 of
+            // y only (bias, when not null, has n values); the ISA runs here.
+            unsafe {
+                for xi in 0..XI {
+                    let a = v.at(xi).wrapping_add(t0 * v.ld);
+                    gemm_cols::<false>(isa, rows, a, v.ld, u.panels(xi), j0..j1, m.at(xi), m.ld);
+                }
+                let cols = (j0 * nr, (j1 * nr).min(n));
+                wino3::output_transform(isa, m, g, t0, t1 - t0, n, cols, bias.get(), out.get());
+            }
+        });
+    });
+}
+
+/// relu(conv3x3(x, w) + b): the forward pass of a fine-tuning conv.
+///
+/// # Shapes
+/// - `x`: (N, H, W, C) NHWC; `w`: (O, C, 3, 3) OIHW; `b`: (O)
+/// - returns (N, H, W, O) NHWC
+///
+/// # Panics
+/// When the slices do not match `s`, or `isa` does not run on this CPU.
+pub fn forward(isa: Isa, s: ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    s.check(x, w);
+    assert_eq!(b.len(), s.o, "b must be (o)");
+    assert!(Isa::available().contains(&isa), "{isa} does not run here");
+    let mut y = vec![0f32; s.pixels() * s.o];
+    if y.is_empty() {
+        return y;
+    }
+    let (mr, nr) = isa.mr_nr();
+    let g = s.tiles();
+    let rows = g.count().next_multiple_of(mr);
+    let mut ub = Buf::take(Packed::len(s.c, s.o, nr));
+    let mut vb = Buf::take(Dom::len(rows, s.c));
+    let u = Packed::new(ub.ptr(), s.c, s.o, nr);
+    let v = Dom::new(vb.ptr(), rows, s.c);
+    rayon::join(
+        || kernels_transform(isa, w, s.c, s.o, false, u),
+        || input_transform(isa, x, g, s.c, v),
+    );
+    gemm_output(isa, v, u, g, s.o, Some(b), &mut y);
+    y
+}
+
+/// The gradients of [`forward`] given y = forward(x, w, b) and dY, the gradient of y; `dx`
+/// only when `want_dx`.
+///
+/// # Shapes
+/// - `x`: (N, H, W, C); `w`: (O, C, 3, 3); `y`, `dy`: (N, H, W, O)
+///
+/// # Panics
+/// When the slices do not match `s`, or `isa` does not run on this CPU.
+pub fn backward(
+    isa: Isa,
+    s: ConvShape,
+    x: &[f32],
+    w: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+) -> ConvGrads {
+    s.check(x, w);
+    let out_len = s.pixels() * s.o;
+    assert!(
+        y.len() == out_len && dy.len() == out_len,
+        "y and dy must be (n, h, w, o)"
+    );
+    assert!(Isa::available().contains(&isa), "{isa} does not run here");
+    let mut dw = vec![0f32; s.o * s.c * 9];
+    let mut dx = want_dx.then(|| vec![0f32; s.pixels() * s.c]);
+    if out_len == 0 || s.c == 0 {
+        let db = vec![0f32; s.o];
+        return ConvGrads { dx, dw, db };
+    }
+    let (mr, nr) = isa.mr_nr();
+    let g = s.tiles();
+    let t = g.count();
+    let mut dzb = Buf::take(out_len);
+    let dz = &mut dzb.0[..out_len];
+    let db = relu_grad(dy, y, s.o, s.h * s.w, dz);
+    let dz = &*dz;
+
+    let mut vxb = Buf::take(Dom::len(t, s.c));
+    let mut gzb = Buf::take(Packed::len(t, s.o, nr));
+    let vx = Dom::new(vxb.ptr(), t, s.c);
+    let gz = Packed::new(gzb.ptr(), t, s.o, nr);
+    // The input gradient's operands: dZ's tiles (rows rounded up to MR) and U'.
+    let rows = t.next_multiple_of(mr);
+    let mut vzb = want_dx.then(|| Buf::take(Dom::len(rows, s.o)));
+    let mut upb = want_dx.then(|| Buf::take(Packed::len(s.o, s.c, nr)));
+    let vz = vzb.as_mut().map(|b| Dom::new(b.ptr(), rows, s.o));
+    let up = upb.as_mut().map(|b| Packed::new(b.ptr(), s.o, s.c, nr));
+    rayon::join(
+        || {
+            rayon::join(
+                || input_transform(isa, x, g, s.c, vx),
+                || tiles_as_kernels(isa, dz, g, s.o, gz),
+            )
+        },
+        || {
+            if let (Some(vz), Some(up)) = (vz, up) {
+                rayon::join(
+                    || input_transform(isa, dz, g, s.o, vz),
+                    || kernels_transform(isa, w, s.c, s.o, true, up),
+                );
+            }
+        },
+    );
+    rayon::join(
+        || weight_grad(isa, vx, gz, s.c, s.o, &mut dw),
+        || {
+            if let (Some(vz), Some(up), Some(dx)) = (vz, up, dx.as_mut()) {
+                gemm_output(isa, vz, up, g, s.c, None, dx);
+            }
+        },
+    );
+    ConvGrads { dx, dw, db }
+}
+
+/// dZ = dY where y > 0 (ReLU's gradient), and the bias gradient: dZ summed over pixels.
+fn relu_grad(dy: &[f32], y: &[f32], o: usize, hw: usize, dz: &mut [f32]) -> Vec<f32> {
+    let image = hw * o;
+    let sums: Vec<Vec<f32>> = dz
+        .par_chunks_mut(image)
+        .zip(dy.par_chunks(image).zip(y.par_chunks(image)))
+        .map(|(dz, (dy, y))| {
+            let mut sum = vec![0f32; o];
+            for ((dz, dy), y) in dz
+                .chunks_exact_mut(o)
+                .zip(dy.chunks_exact(o))
+                .zip(y.chunks_exact(o))
+            {
+                for (((d, &g), &v), s) in dz.iter_mut().zip(dy).zip(y).zip(&mut sum) {
+                    *d = if v > 0.0 { g } else { 0.0 };
+                    *s += *d;
+                }
+            }
+            sum
+        })
+        .collect();
+    (0..o)
+        .map(|j| sums.iter().map(|s| f64::from(s[j])).sum::<f64>() as f32)
+        .collect()
+}
+
+/// G dZ G^T of every 3x3 tile of the NHWC maps `dz` into `out` (k = tiles, n = o).
+fn tiles_as_kernels(isa: Isa, dz: &[f32], g: Tiles, o: usize, out: Packed) {
+    let t = g.count();
+    (0..t.div_ceil(TRANSFORM_TILES))
+        .into_par_iter()
+        .for_each(|b| {
+            let t0 = b * TRANSFORM_TILES;
+            let count = TRANSFORM_TILES.min(t - t0);
+            // SAFETY: dz holds the maps of g with o channels; out has t rows per panel, this
+            // task writes rows t0..t0 + count only; the ISA runs here.
+            unsafe { wino3::tiles_as_kernels(isa, dz.as_ptr(), g, o, t0, count, out) };
+        });
+}
+
+/// dW = A^T (V_x^T . G dZ G^T) A: per position, (C x tiles) . (tiles x O) with V_x read
+/// column-major in place; tasks over blocks of input channels.
+fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: &mut [f32]) {
+    let (mr, nr) = isa.mr_nr();
+    let rows_total = c.next_multiple_of(mr);
+    let parts = rayon::current_num_threads().max(rows_total.div_ceil(GRAD_ROWS));
+    let blocks = split(rows_total, parts, mr);
+    let cols = gz.panels * nr;
+    let out = Shared(dw.as_mut_ptr());
+    blocks.into_par_iter().for_each(|(r0, r1)| {
+        let rows = r1 - r0;
+        with_scratch(Dom::len(rows, cols), |s| {
+            let m = Dom::new(s.as_mut_ptr(), rows, cols);
+            // SAFETY: vx holds gz.k rows (tiles) of c floats per position plus a cache line
+            // of padding, so columns r0..r1 (< c + MR) are inside each row; gz holds every
+            // panel; m holds `rows` rows of `cols` floats per position; this task writes the
+            // kernels of input channels r0..min(r1, c) of dw only; the ISA runs here.
+            unsafe {
+                for xi in 0..XI {
+                    let a = vx.at(xi).wrapping_add(r0);
+                    gemm_cols::<true>(
+                        isa,
+                        rows,
+                        a,
+                        vx.ld,
+                        gz.panels(xi),
+                        0..gz.panels,
+                        m.at(xi),
+                        m.ld,
+                    );
+                }
+                let count = r1.min(c).saturating_sub(r0);
+                wino3::weight_grad_transform(isa, m, r0, count, c, o, out.get());
+            }
+        });
+    });
+}
