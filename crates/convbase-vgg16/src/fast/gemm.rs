@@ -252,7 +252,7 @@ pub(crate) fn par_gemm(
 
 /// Asks for the cache lines of `data` to be brought into L2 (a hint; no-op off x86-64).
 #[inline]
-fn prefetch_l2(data: &[f32]) {
+pub(super) fn prefetch_l2(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in data.chunks(16) {
         // SAFETY: prefetching is a hint that never faults; the pointer is in bounds anyway.
@@ -358,18 +358,27 @@ mod x86 {
         let mut s = [[_mm256_setzero_ps(); 2]; MR];
         // SAFETY: the caller's contract bounds every pointer below.
         unsafe {
-            let rows: [*const f32; MR] = std::array::from_fn(|i| a.wrapping_add(i * lda));
-            for p in 0..k {
-                let b0 = _mm256_loadu_ps(b.add(p * 16));
-                let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
-                for (i, (si, row)) in s.iter_mut().zip(rows).enumerate() {
-                    let x = if COL {
-                        _mm256_broadcast_ss(&*a.add(p * lda + i))
-                    } else {
-                        _mm256_broadcast_ss(&*row.add(p))
-                    };
-                    si[0] = _mm256_fmadd_ps(x, b0, si[0]);
-                    si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+            if COL {
+                for p in 0..k {
+                    let b0 = _mm256_loadu_ps(b.add(p * 16));
+                    let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+                    let ap = a.add(p * lda);
+                    for (i, si) in s.iter_mut().enumerate() {
+                        let x = _mm256_broadcast_ss(&*ap.add(i));
+                        si[0] = _mm256_fmadd_ps(x, b0, si[0]);
+                        si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+                    }
+                }
+            } else {
+                let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * lda));
+                for p in 0..k {
+                    let b0 = _mm256_loadu_ps(b.add(p * 16));
+                    let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+                    for (si, row) in s.iter_mut().zip(rows) {
+                        let x = _mm256_broadcast_ss(&*row.add(p));
+                        si[0] = _mm256_fmadd_ps(x, b0, si[0]);
+                        si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+                    }
                 }
             }
             for (i, si) in s.iter().enumerate() {
