@@ -15,14 +15,13 @@
 //!
 //! Splitting by output columns rather than by tiles keeps each task's share of the weights'
 //! transform (26 MB per block5 layer) read once per step, while the tiles (9 MB) are read by
-//! every task. The large buffers come from a pool and are reused across layers and steps; the
-//! GEMMs' outputs go to per-thread scratch.
+//! every task. The buffers come from a pool and are reused across layers and steps.
 
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::conv::{Shared, with_scratch};
+use super::conv::Shared;
 use super::gemm::gemm_cols;
 use super::isa::Isa;
 use super::wino3::{self, Dom, Packed, Tiles, XI};
@@ -68,6 +67,30 @@ pub struct ConvGrads {
     pub db: Vec<f32>,
 }
 
+/// Keeps the memory freed by a training step for the next one: raises glibc's thresholds for
+/// returning memory to the system (mmap of blocks up to 32 MB instead of about 128 KB and up,
+/// trimming of the heap past 1 GB). No-op elsewhere. Process-wide; call at the start of `main`.
+///
+/// Why: every step frees and allocates the same tensors again (candle's gradients and
+/// activations, a few MB each), and with glibc's defaults each of them came back as fresh
+/// pages from the kernel, zeroed on first touch: page faults took about 8% of a block5 step.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes the allocator's tuning parameters; both values are
+        // within glibc's documented ranges (the mmap threshold at most 32 MB on 64-bit).
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
+
 /// Buffers not in use, for the next pass to take (a step of block5 needs about 100 MB).
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
@@ -106,12 +129,15 @@ impl Drop for Buf {
 /// Tiles per transform task: enough to amortise a task, small enough to balance.
 const TRANSFORM_TILES: usize = 8;
 
-/// Most GEMM rows (tiles) one task multiplies: its scratch (25 x rows x columns) stays bounded
-/// on large maps; block5's 20 x 9 tiles fit in one.
+/// Most GEMM rows (tiles) one task multiplies: its rows of V (tiles x k) stay in L2 while the
+/// panels of U pass; block5's 20 x 9 tiles fit in one.
 const GEMM_TILES: usize = 192;
 
 /// Most GEMM rows (input channels) one weight-gradient task multiplies.
-const GRAD_ROWS: usize = 132;
+const GRAD_ROWS: usize = 264;
+
+/// Input channels per task of the weight gradient's output transform.
+const GRAD_TRANSFORM_ROWS: usize = 16;
 
 /// Splits `len` items into about `parts` contiguous ranges of a multiple of `unit` items each.
 fn split(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
@@ -150,8 +176,13 @@ fn kernels_transform(isa: Isa, w: &[f32], c: usize, o: usize, flip: bool, out: P
 }
 
 /// The 25 GEMMs V[xi] . U[xi] (tiles x k . k x n) and their output transform into the NHWC
-/// maps `y` (`n` channels), + bias and ReLU when given. Tasks: blocks of output channels
-/// (about one per thread) times blocks of tiles.
+/// maps `y` (`n` channels), + bias and ReLU when given.
+///
+/// Two phases: the GEMMs, one task per (position, block of output channels, block of tiles),
+/// into a shared Winograd-domain buffer; then the output transform over blocks of tiles. Tasks
+/// this small (a fraction of a millisecond on block5) keep both threads busy to the end even
+/// when one of them shares its core with another process, while each task still reads its
+/// share of U once and V[xi] stays in L2 across the panels.
 fn gemm_output(
     isa: Isa,
     v: Dom,
@@ -164,34 +195,47 @@ fn gemm_output(
     let (mr, nr) = isa.mr_nr();
     let t = g.count();
     assert!(y.len() >= g.n * g.h * g.w * n && bias.is_none_or(|b| b.len() == n));
-    let threads = rayon::current_num_threads();
-    let col_blocks = split(u.panels, threads, 1);
+    let rows_total = t.next_multiple_of(mr);
+    let cols_total = u.panels * nr;
+    let mut mb = Buf::take(Dom::len(rows_total, cols_total));
+    let m = Dom::new(mb.ptr(), rows_total, cols_total);
+    let col_blocks = split(u.panels, rayon::current_num_threads(), 1);
     let tile_blocks = split(t, t.div_ceil(GEMM_TILES), mr);
+    let tasks: Vec<_> = (0..XI)
+        .flat_map(|xi| {
+            let cols = &col_blocks;
+            tile_blocks
+                .iter()
+                .flat_map(move |&tb| cols.iter().map(move |&cb| (xi, tb, cb)))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(xi, (t0, t1), (j0, j1))| {
+        let rows = (t1 - t0).next_multiple_of(mr);
+        // SAFETY: v holds rows t0..t0 + rows (within the tile count rounded up to MR) of k
+        // floats per position, u the panels j0..j1; m holds rows_total rows of every panel's
+        // columns, this task writes rows t0..t0 + rows of panels j0..j1 of position xi only;
+        // the ISA runs here.
+        unsafe {
+            let a = v.at(xi).wrapping_add(t0 * v.ld);
+            let c = m.at(xi).wrapping_add(t0 * m.ld + j0 * nr);
+            gemm_cols::<false>(isa, rows, a, v.ld, u.panels(xi), j0..j1, c, m.ld);
+        }
+    });
     let out = Shared(y.as_mut_ptr());
     let bias = Shared(bias.map_or(std::ptr::null_mut(), |b| b.as_ptr().cast_mut()));
-    let tasks: Vec<_> = tile_blocks
-        .iter()
-        .flat_map(|&tb| col_blocks.iter().map(move |&cb| (tb, cb)))
-        .collect();
-    tasks.into_par_iter().for_each(|((t0, t1), (j0, j1))| {
-        let rows = (t1 - t0).next_multiple_of(mr);
-        let cols = (j1 - j0) * nr;
-        with_scratch(Dom::len(rows, cols), |s| {
-            let m = Dom::new(s.as_mut_ptr(), rows, cols);
-            // SAFETY: v holds rows t0..t0 + rows (the tile count rounded up to MR) of k floats
-            // per position, u the panels j0..j1; m holds `rows` rows of `cols` floats per
-            // position; this task writes channels j0 * nr..min(j1 * nr, n) of tiles t0..t1 of
-            // y only (bias, when not null, has n values); the ISA runs here.
+    (0..t.div_ceil(TRANSFORM_TILES))
+        .into_par_iter()
+        .for_each(|b| {
+            let t0 = b * TRANSFORM_TILES;
+            let count = TRANSFORM_TILES.min(t - t0);
+            // SAFETY: m holds rows t0..t0 + count, every channel; this task writes the pixels
+            // of tiles t0..t0 + count of y only (bias, when not null, has n values); the ISA
+            // runs here.
             unsafe {
-                for xi in 0..XI {
-                    let a = v.at(xi).wrapping_add(t0 * v.ld);
-                    gemm_cols::<false>(isa, rows, a, v.ld, u.panels(xi), j0..j1, m.at(xi), m.ld);
-                }
-                let cols = (j0 * nr, (j1 * nr).min(n));
-                wino3::output_transform(isa, m, g, t0, t1 - t0, n, cols, bias.get(), out.get());
+                let rows = m.rows_from(t0);
+                wino3::output_transform(isa, rows, g, t0, count, n, (0, n), bias.get(), out.get());
             }
         });
-    });
 }
 
 /// relu(conv3x3(x, w) + b): the forward pass of a fine-tuning conv.
@@ -341,39 +385,50 @@ fn tiles_as_kernels(isa: Isa, dz: &[f32], g: Tiles, o: usize, out: Packed) {
 }
 
 /// dW = A^T (V_x^T . G dZ G^T) A: per position, (C x tiles) . (tiles x O) with V_x read
-/// column-major in place; tasks over blocks of input channels.
+/// column-major in place. As [`gemm_output`], two phases: the GEMMs, one task per (position,
+/// block of input channels), into a shared buffer; then the output transform over blocks of
+/// input channels.
 fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: &mut [f32]) {
     let (mr, nr) = isa.mr_nr();
     let rows_total = c.next_multiple_of(mr);
+    let cols = gz.panels * nr;
+    let mut mb = Buf::take(Dom::len(rows_total, cols));
+    let m = Dom::new(mb.ptr(), rows_total, cols);
     let parts = rayon::current_num_threads().max(rows_total.div_ceil(GRAD_ROWS));
     let blocks = split(rows_total, parts, mr);
-    let cols = gz.panels * nr;
+    let tasks: Vec<_> = (0..XI)
+        .flat_map(|xi| blocks.iter().map(move |&b| (xi, b)))
+        .collect();
+    tasks.into_par_iter().for_each(|(xi, (r0, r1))| {
+        // SAFETY: vx holds gz.k rows (tiles) of c floats per position plus a cache line of
+        // padding, so columns r0..r1 (< c + MR) are inside each row; gz holds every panel;
+        // this task writes rows r0..r1 of position xi of m only; the ISA runs here.
+        unsafe {
+            let a = vx.at(xi).wrapping_add(r0);
+            let out = m.at(xi).wrapping_add(r0 * m.ld);
+            gemm_cols::<true>(
+                isa,
+                r1 - r0,
+                a,
+                vx.ld,
+                gz.panels(xi),
+                0..gz.panels,
+                out,
+                m.ld,
+            );
+        }
+    });
     let out = Shared(dw.as_mut_ptr());
-    blocks.into_par_iter().for_each(|(r0, r1)| {
-        let rows = r1 - r0;
-        with_scratch(Dom::len(rows, cols), |s| {
-            let m = Dom::new(s.as_mut_ptr(), rows, cols);
-            // SAFETY: vx holds gz.k rows (tiles) of c floats per position plus a cache line
-            // of padding, so columns r0..r1 (< c + MR) are inside each row; gz holds every
-            // panel; m holds `rows` rows of `cols` floats per position; this task writes the
-            // kernels of input channels r0..min(r1, c) of dw only; the ISA runs here.
+    (0..c.div_ceil(GRAD_TRANSFORM_ROWS))
+        .into_par_iter()
+        .for_each(|b| {
+            let c0 = b * GRAD_TRANSFORM_ROWS;
+            let count = GRAD_TRANSFORM_ROWS.min(c - c0);
+            // SAFETY: m holds rows c0..c0 + count with o columns per position; this task
+            // writes the kernels of input channels c0..c0 + count of dw only; the ISA runs
+            // here.
             unsafe {
-                for xi in 0..XI {
-                    let a = vx.at(xi).wrapping_add(r0);
-                    gemm_cols::<true>(
-                        isa,
-                        rows,
-                        a,
-                        vx.ld,
-                        gz.panels(xi),
-                        0..gz.panels,
-                        m.at(xi),
-                        m.ld,
-                    );
-                }
-                let count = r1.min(c).saturating_sub(r0);
-                wino3::weight_grad_transform(isa, m, r0, count, c, o, out.get());
+                wino3::weight_grad_transform(isa, m.rows_from(c0), c0, count, c, o, out.get());
             }
         });
-    });
 }

@@ -21,7 +21,7 @@
 //! The transforms work on L channels (or kernels) at once, in plain arrays that LLVM
 //! vectorises, compiled once per instruction set (see `isa_fns!`).
 
-use super::gemm::Panels;
+use super::gemm::{Panels, prefetch_l2};
 use super::isa::Isa;
 use super::winograd::{V, add, add_k, sub, zip};
 
@@ -476,6 +476,16 @@ unsafe fn weight_grad_lanes<const L: usize, const F: bool>(
     for r in 0..count {
         let cc = c0 + r;
         let src = m.ptr.wrapping_add(r * m.ld);
+        if r + 1 < count {
+            // The next row's 25 positions: 25 streams at once are more than the hardware
+            // prefetchers follow, and this pass is bound by reading them.
+            for xi in 0..XI {
+                // SAFETY: row r + 1 of position xi holds o floats (caller's contract).
+                prefetch_l2(unsafe {
+                    std::slice::from_raw_parts(src.add(m.ld + xi * m.xi_stride), o)
+                });
+            }
+        }
         let mut oc = 0;
         // SAFETY (both loops): row r of every position of m holds o columns; every write is
         // kernel (oc + lane, cc) of dw, inside its o * c_total * 9 floats (caller's contract).
