@@ -183,18 +183,12 @@ fn kernels_transform(isa: Isa, w: &[f32], c: usize, o: usize, flip: bool, out: P
 /// this small (a fraction of a millisecond on block5) keep both threads busy to the end even
 /// when one of them shares its core with another process, while each task still reads its
 /// share of U once and V[xi] stays in L2 across the panels.
-fn gemm_output(
-    isa: Isa,
-    v: Dom,
-    u: Packed,
-    g: Tiles,
-    n: usize,
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-) {
+///
+/// `y` must hold the N x H x W x n floats of the maps; every one of them is written.
+fn gemm_output(isa: Isa, v: Dom, u: Packed, g: Tiles, n: usize, bias: Option<&[f32]>, y: Shared) {
     let (mr, nr) = isa.mr_nr();
     let t = g.count();
-    assert!(y.len() >= g.n * g.h * g.w * n && bias.is_none_or(|b| b.len() == n));
+    assert!(bias.is_none_or(|b| b.len() == n));
     let rows_total = t.next_multiple_of(mr);
     let cols_total = u.panels * nr;
     let mut mb = Buf::take(Dom::len(rows_total, cols_total));
@@ -221,7 +215,7 @@ fn gemm_output(
             gemm_cols::<false>(isa, rows, a, v.ld, u.panels(xi), j0..j1, c, m.ld);
         }
     });
-    let out = Shared(y.as_mut_ptr());
+    let out = y;
     let bias = Shared(bias.map_or(std::ptr::null_mut(), |b| b.as_ptr().cast_mut()));
     (0..t.div_ceil(TRANSFORM_TILES))
         .into_par_iter()
@@ -250,9 +244,8 @@ pub fn forward(isa: Isa, s: ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f
     s.check(x, w);
     assert_eq!(b.len(), s.o, "b must be (o)");
     assert!(Isa::available().contains(&isa), "{isa} does not run here");
-    let mut y = vec![0f32; s.pixels() * s.o];
-    if y.is_empty() {
-        return y;
+    if s.pixels() * s.o == 0 {
+        return Vec::new();
     }
     let (mr, nr) = isa.mr_nr();
     let g = s.tiles();
@@ -265,8 +258,26 @@ pub fn forward(isa: Isa, s: ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f
         || kernels_transform(isa, w, s.c, s.o, false, u),
         || input_transform(isa, x, g, s.c, v),
     );
-    gemm_output(isa, v, u, g, s.o, Some(b), &mut y);
-    y
+    // SAFETY: the output transform writes every channel of every pixel (each pixel lies in
+    // exactly one tile).
+    unsafe {
+        written(s.pixels() * s.o, |y| {
+            gemm_output(isa, v, u, g, s.o, Some(b), y)
+        })
+    }
+}
+
+/// `len` floats written by `fill` through the pointer it is given: saves zeroing outputs that
+/// the passes overwrite entirely anyway (a few percent of a step).
+///
+/// # Safety
+/// `fill` writes all `len` floats at the pointer before it returns.
+unsafe fn written(len: usize, fill: impl FnOnce(Shared)) -> Vec<f32> {
+    let mut v = Vec::<f32>::with_capacity(len);
+    fill(Shared(v.spare_capacity_mut().as_mut_ptr().cast()));
+    // SAFETY: the caller's contract: all len elements are initialised.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// The gradients of [`forward`] given y = forward(x, w, b) and dY, the gradient of y; `dx`
@@ -293,11 +304,12 @@ pub fn backward(
         "y and dy must be (n, h, w, o)"
     );
     assert!(Isa::available().contains(&isa), "{isa} does not run here");
-    let mut dw = vec![0f32; s.o * s.c * 9];
-    let mut dx = want_dx.then(|| vec![0f32; s.pixels() * s.c]);
     if out_len == 0 || s.c == 0 {
-        let db = vec![0f32; s.o];
-        return ConvGrads { dx, dw, db };
+        return ConvGrads {
+            dx: want_dx.then(|| vec![0f32; s.pixels() * s.c]),
+            dw: vec![0f32; s.o * s.c * 9],
+            db: vec![0f32; s.o],
+        };
     }
     let (mr, nr) = isa.mr_nr();
     let g = s.tiles();
@@ -333,12 +345,17 @@ pub fn backward(
             }
         },
     );
-    rayon::join(
-        || weight_grad(isa, vx, gz, s.c, s.o, &mut dw),
-        || {
-            if let (Some(vz), Some(up), Some(dx)) = (vz, up, dx.as_mut()) {
-                gemm_output(isa, vz, up, g, s.c, None, dx);
-            }
+    // SAFETY (both): the weight gradient's output transform writes every tap of every
+    // kernel; the input gradient's every channel of every pixel.
+    let (dw, dx) = rayon::join(
+        || unsafe { written(s.o * s.c * 9, |dw| weight_grad(isa, vx, gz, s.c, s.o, dw)) },
+        || match (vz, up) {
+            (Some(vz), Some(up)) => Some(unsafe {
+                written(s.pixels() * s.c, |dx| {
+                    gemm_output(isa, vz, up, g, s.c, None, dx)
+                })
+            }),
+            _ => None,
         },
     );
     ConvGrads { dx, dw, db }
@@ -388,7 +405,9 @@ fn tiles_as_kernels(isa: Isa, dz: &[f32], g: Tiles, o: usize, out: Packed) {
 /// column-major in place. As [`gemm_output`], two phases: the GEMMs, one task per (position,
 /// block of input channels), into a shared buffer; then the output transform over blocks of
 /// input channels.
-fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: &mut [f32]) {
+///
+/// `dw` must hold the o x c x 9 floats of the kernels; every one of them is written.
+fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: Shared) {
     let (mr, nr) = isa.mr_nr();
     let rows_total = c.next_multiple_of(mr);
     let cols = gz.panels * nr;
@@ -418,7 +437,7 @@ fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: &mut [f32]
             );
         }
     });
-    let out = Shared(dw.as_mut_ptr());
+    let out = dw;
     (0..c.div_ceil(GRAD_TRANSFORM_ROWS))
         .into_par_iter()
         .for_each(|b| {
