@@ -175,24 +175,22 @@ fn kernels_transform(isa: Isa, w: &[f32], c: usize, o: usize, flip: bool, out: P
     });
 }
 
-/// The 25 GEMMs V[xi] . U[xi] (tiles x k . k x n) and their output transform into the NHWC
-/// maps `y` (`n` channels), + bias and ReLU when given.
-///
-/// Two phases: the GEMMs, one task per (position, block of output channels, block of tiles),
-/// into a shared Winograd-domain buffer; then the output transform over blocks of tiles. Tasks
-/// this small (a fraction of a millisecond on block5) keep both threads busy to the end even
-/// when one of them shares its core with another process, while each task still reads its
-/// share of U once and V[xi] stays in L2 across the panels.
-///
-/// `y` must hold the N x H x W x n floats of the maps; every one of them is written.
-fn gemm_output(isa: Isa, v: Dom, u: Packed, g: Tiles, n: usize, bias: Option<&[f32]>, y: Shared) {
+/// A Winograd-domain buffer from the pool and its layout.
+struct Products {
+    _buf: Buf,
+    dom: Dom,
+}
+
+/// The 25 GEMMs M[xi] = V[xi] . U[xi] (tiles x k . k x n), one task per (position, block of
+/// output channels, block of tiles), into a pooled buffer. Tasks this small (a fraction of a
+/// millisecond on block5) keep both threads busy to the end even when one of them shares its
+/// core with another process, while each task still reads its share of U once and V[xi] stays
+/// in L2 across the panels.
+fn winograd_gemms(isa: Isa, v: Dom, u: Packed, t: usize) -> Products {
     let (mr, nr) = isa.mr_nr();
-    let t = g.count();
-    assert!(bias.is_none_or(|b| b.len() == n));
     let rows_total = t.next_multiple_of(mr);
-    let cols_total = u.panels * nr;
-    let mut mb = Buf::take(Dom::len(rows_total, cols_total));
-    let m = Dom::new(mb.ptr(), rows_total, cols_total);
+    let mut buf = Buf::take(Dom::len(rows_total, u.panels * nr));
+    let m = Dom::new(buf.ptr(), rows_total, u.panels * nr);
     let col_blocks = split(u.panels, rayon::current_num_threads(), 1);
     let tile_blocks = split(t, t.div_ceil(GEMM_TILES), mr);
     let tasks: Vec<_> = (0..XI)
@@ -215,7 +213,17 @@ fn gemm_output(isa: Isa, v: Dom, u: Packed, g: Tiles, n: usize, bias: Option<&[f
             gemm_cols::<false>(isa, rows, a, v.ld, u.panels(xi), j0..j1, c, m.ld);
         }
     });
-    let out = y;
+    Products { _buf: buf, dom: m }
+}
+
+/// The output transform of [`winograd_gemms`]' products into the NHWC maps `y` (`n`
+/// channels), + bias and ReLU when given, over blocks of tiles.
+///
+/// `y` must hold the N x H x W x n floats of the maps; every one of them is written.
+fn output_pass(isa: Isa, m: &Products, g: Tiles, n: usize, bias: Option<&[f32]>, y: Shared) {
+    assert!(bias.is_none_or(|b| b.len() == n));
+    let t = g.count();
+    let m = m.dom;
     let bias = Shared(bias.map_or(std::ptr::null_mut(), |b| b.as_ptr().cast_mut()));
     (0..t.div_ceil(TRANSFORM_TILES))
         .into_par_iter()
@@ -227,7 +235,7 @@ fn gemm_output(isa: Isa, v: Dom, u: Packed, g: Tiles, n: usize, bias: Option<&[f
             // runs here.
             unsafe {
                 let rows = m.rows_from(t0);
-                wino3::output_transform(isa, rows, g, t0, count, n, (0, n), bias.get(), out.get());
+                wino3::output_transform(isa, rows, g, t0, count, n, (0, n), bias.get(), y.get());
             }
         });
 }
@@ -258,11 +266,12 @@ pub fn forward(isa: Isa, s: ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f
         || kernels_transform(isa, w, s.c, s.o, false, u),
         || input_transform(isa, x, g, s.c, v),
     );
+    let m = winograd_gemms(isa, v, u, g.count());
     // SAFETY: the output transform writes every channel of every pixel (each pixel lies in
     // exactly one tile).
     unsafe {
         written(s.pixels() * s.o, |y| {
-            gemm_output(isa, v, u, g, s.o, Some(b), y)
+            output_pass(isa, &m, g, s.o, Some(b), y)
         })
     }
 }
@@ -329,6 +338,10 @@ pub fn backward(
     let mut upb = want_dx.then(|| Buf::take(Packed::len(s.o, s.c, nr)));
     let vz = vzb.as_mut().map(|b| Dom::new(b.ptr(), rows, s.o));
     let up = upb.as_mut().map(|b| Packed::new(b.ptr(), s.o, s.c, nr));
+    // Memory-bound transforms run beside compute-bound GEMMs where the dependencies allow:
+    // U' beside the weight gradient's GEMMs, the weight gradient's output transform beside
+    // the input gradient's GEMMs.
+    let dx_operands = vz.zip(up);
     rayon::join(
         || {
             rayon::join(
@@ -336,28 +349,24 @@ pub fn backward(
                 || tiles_as_kernels(isa, dz, g, s.o, gz),
             )
         },
-        || {
-            if let (Some(vz), Some(up)) = (vz, up) {
-                rayon::join(
-                    || input_transform(isa, dz, g, s.o, vz),
-                    || kernels_transform(isa, w, s.c, s.o, true, up),
-                );
-            }
-        },
+        || dx_operands.map(|(vz, _)| input_transform(isa, dz, g, s.o, vz)),
     );
-    // SAFETY (both): the weight gradient's output transform writes every tap of every
-    // kernel; the input gradient's every channel of every pixel.
-    let (dw, dx) = rayon::join(
-        || unsafe { written(s.o * s.c * 9, |dw| weight_grad(isa, vx, gz, s.c, s.o, dw)) },
-        || match (vz, up) {
-            (Some(vz), Some(up)) => Some(unsafe {
-                written(s.pixels() * s.c, |dx| {
-                    gemm_output(isa, vz, up, g, s.c, None, dx)
-                })
-            }),
-            _ => None,
-        },
+    let (mw, _) = rayon::join(
+        || weight_grad_gemms(isa, vx, gz, s.c),
+        || dx_operands.map(|(_, up)| kernels_transform(isa, w, s.c, s.o, true, up)),
     );
+    // SAFETY: the weight gradient's output transform writes every tap of every kernel.
+    let (dw, mx) = rayon::join(
+        || unsafe { written(s.o * s.c * 9, |dw| weight_grad_pass(isa, &mw, s.c, s.o, dw)) },
+        || dx_operands.map(|(vz, up)| winograd_gemms(isa, vz, up, t)),
+    );
+    drop(mw);
+    // SAFETY: the output transform writes every channel of every pixel.
+    let dx = mx.map(|mx| unsafe {
+        written(s.pixels() * s.c, |dx| {
+            output_pass(isa, &mx, g, s.c, None, dx)
+        })
+    });
     ConvGrads { dx, dw, db }
 }
 
@@ -401,18 +410,15 @@ fn tiles_as_kernels(isa: Isa, dz: &[f32], g: Tiles, o: usize, out: Packed) {
         });
 }
 
-/// dW = A^T (V_x^T . G dZ G^T) A: per position, (C x tiles) . (tiles x O) with V_x read
-/// column-major in place. As [`gemm_output`], two phases: the GEMMs, one task per (position,
-/// block of input channels), into a shared buffer; then the output transform over blocks of
-/// input channels.
-///
-/// `dw` must hold the o x c x 9 floats of the kernels; every one of them is written.
-fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: Shared) {
+/// The weight gradient's 25 GEMMs, V_x^T . G dZ G^T per position ((C x tiles) . (tiles x O),
+/// V_x read column-major in place), one task per (position, block of input channels), into a
+/// pooled buffer (rows: input channels).
+fn weight_grad_gemms(isa: Isa, vx: Dom, gz: Packed, c: usize) -> Products {
     let (mr, nr) = isa.mr_nr();
     let rows_total = c.next_multiple_of(mr);
     let cols = gz.panels * nr;
-    let mut mb = Buf::take(Dom::len(rows_total, cols));
-    let m = Dom::new(mb.ptr(), rows_total, cols);
+    let mut buf = Buf::take(Dom::len(rows_total, cols));
+    let m = Dom::new(buf.ptr(), rows_total, cols);
     let parts = rayon::current_num_threads().max(rows_total.div_ceil(GRAD_ROWS));
     let blocks = split(rows_total, parts, mr);
     let tasks: Vec<_> = (0..XI)
@@ -437,7 +443,15 @@ fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: Shared) {
             );
         }
     });
-    let out = dw;
+    Products { _buf: buf, dom: m }
+}
+
+/// dW = A^T m A of [`weight_grad_gemms`]' products into the OIHW kernels, over blocks of
+/// input channels.
+///
+/// `dw` must hold the o x c x 9 floats of the kernels; every one of them is written.
+fn weight_grad_pass(isa: Isa, m: &Products, c: usize, o: usize, dw: Shared) {
+    let m = m.dom;
     (0..c.div_ceil(GRAD_TRANSFORM_ROWS))
         .into_par_iter()
         .for_each(|b| {
@@ -447,7 +461,7 @@ fn weight_grad(isa: Isa, vx: Dom, gz: Packed, c: usize, o: usize, dw: Shared) {
             // writes the kernels of input channels c0..c0 + count of dw only; the ISA runs
             // here.
             unsafe {
-                wino3::weight_grad_transform(isa, m.rows_from(c0), c0, count, c, o, out.get());
+                wino3::weight_grad_transform(isa, m.rows_from(c0), c0, count, c, o, dw.get());
             }
         });
 }
