@@ -81,10 +81,10 @@ fn block5_gemm_matches_candle_ops_with_gradients() {
             var.set(&w.tensors()[name]).unwrap();
         }
     }
-    let x = Tensor::randn(0f32, 20.0, (2, 512, 9, 9), &Device::Cpu)
-        .unwrap()
-        .relu()
-        .unwrap();
+    // Fixed inputs: a random draw could put a ReLU input or a pool tie within rounding of
+    // the other side, which moves a gradient by order 1 (it failed about one run in thirty;
+    // seed 6 is such a case, 3e-3).
+    let x = values(&[2, 512, 9, 9], 40.0, 7).relu().unwrap();
     let ours = model
         .forward_range_gemm(&x, Layer::Block5Conv1, Layer::Block5Pool)
         .unwrap();

@@ -121,7 +121,7 @@ pub(crate) unsafe fn gemm(
                 // k0..k0+kc of A and the panel's rows k0..k0+kc (inside b.data).
                 unsafe {
                     let (ap, cp) = (a.add(i * lda + k0), c.add(i * ldc + j * nr));
-                    kernel::<false>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0);
+                    kernel::<false>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0, false);
                 }
             }
         }
@@ -148,7 +148,10 @@ impl Panels {
 /// C (m x panels `js` of B) = A (m x k) . B[:, js]: column block `j` of C starts at
 /// `c + (j - js.start) * nr`. A is row-major (element (i, p) at `a[i * lda + p]`), or
 /// column-major when `COL` (at `a[p * lda + i]`: the transpose of a row-major matrix, e.g. the
-/// tiles x channels rows of the Winograd domain read as channels x tiles).
+/// tiles x channels rows of the Winograd domain read as channels x tiles). With `stream`, C
+/// is written with non-temporal stores where k fits one pass and C's rows are aligned (the
+/// caller then runs `sfence` before other threads read C): for a large C read only later,
+/// which a plain store would first fetch.
 ///
 /// # Safety
 /// `m` is a multiple of the ISA's MR; `a` points at an m x `b.k` matrix laid out as above, `c`
@@ -164,11 +167,13 @@ pub(crate) unsafe fn gemm_cols<const COL: bool>(
     js: std::ops::Range<usize>,
     c: *mut f32,
     ldc: usize,
+    stream: bool,
 ) {
     let (mr, nr) = isa.mr_nr();
     debug_assert!(m.is_multiple_of(mr) && b.nr == nr);
     let k = b.k;
     let blocks = m / mr;
+    let stream = stream && k <= KC;
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         for j in js.clone() {
@@ -200,7 +205,7 @@ pub(crate) unsafe fn gemm_cols<const COL: bool>(
                         a.add(i * lda + k0)
                     };
                     let cp = c.add(i * ldc + (j - js.start) * nr);
-                    kernel::<COL>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0);
+                    kernel::<COL>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0, stream);
                 }
             }
         }
@@ -268,7 +273,8 @@ pub(super) fn prefetch_l2(data: &[f32]) {
 
 /// One MR x NR block: C (=, or += when `acc`) A (MR x k) . B panel (k x NR). A's element
 /// (i, p) is at `a[i * lda + p]` (row-major), or at `a[p * lda + i]` when `COL` (column-major:
-/// the transpose of a row-major matrix, read in place).
+/// the transpose of a row-major matrix, read in place). With `stream` and not `acc`, C's
+/// rows that are vector-aligned are written with non-temporal stores.
 ///
 /// # Safety
 /// As [`gemm`], for one block.
@@ -283,14 +289,15 @@ unsafe fn kernel<const COL: bool>(
     c: *mut f32,
     ldc: usize,
     acc: bool,
+    stream: bool,
 ) {
     // SAFETY: forwarded contract; an x86 ISA is only chosen where the CPU has it.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::kernel_avx512::<COL>(k, a, lda, b, c, ldc, acc),
+            Isa::Avx512 => x86::kernel_avx512::<COL>(k, a, lda, b, c, ldc, acc, stream),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::kernel_avx2::<COL>(k, a, lda, b, c, ldc, acc),
+            Isa::Avx2 => x86::kernel_avx2::<COL>(k, a, lda, b, c, ldc, acc, stream),
             _ => kernel_portable::<COL>(k, a, lda, b, c, ldc, acc),
         }
     }
@@ -345,6 +352,7 @@ mod x86 {
     /// # Safety
     /// As `gemm::kernel` with MR = 6, NR = 16, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel_avx2<const COL: bool>(
         k: usize,
         a: *const f32,
@@ -353,6 +361,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: bool,
+        stream: bool,
     ) {
         const MR: usize = 6;
         let mut s = [[_mm256_setzero_ps(); 2]; MR];
@@ -384,12 +393,14 @@ mod x86 {
             for (i, si) in s.iter().enumerate() {
                 let cp = c.add(i * ldc);
                 for (h, &v) in si.iter().enumerate() {
-                    let v = if acc {
-                        _mm256_add_ps(_mm256_loadu_ps(cp.add(8 * h)), v)
+                    let p = cp.add(8 * h);
+                    if acc {
+                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+                    } else if stream && (p as usize).is_multiple_of(32) {
+                        _mm256_stream_ps(p, v);
                     } else {
-                        v
-                    };
-                    _mm256_storeu_ps(cp.add(8 * h), v);
+                        _mm256_storeu_ps(p, v);
+                    }
                 }
             }
         }
@@ -400,6 +411,7 @@ mod x86 {
     /// # Safety
     /// As `gemm::kernel` with MR = 12, NR = 32, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel_avx512<const COL: bool>(
         k: usize,
         a: *const f32,
@@ -408,6 +420,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: bool,
+        stream: bool,
     ) {
         const MR: usize = 12;
         let mut s = [[_mm512_setzero_ps(); 2]; MR];
@@ -426,12 +439,14 @@ mod x86 {
             for (i, si) in s.iter().enumerate() {
                 let cp = c.add(i * ldc);
                 for (h, &v) in si.iter().enumerate() {
-                    let v = if acc {
-                        _mm512_add_ps(_mm512_loadu_ps(cp.add(16 * h)), v)
+                    let p = cp.add(16 * h);
+                    if acc {
+                        _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), v));
+                    } else if stream && (p as usize).is_multiple_of(64) {
+                        _mm512_stream_ps(p, v);
                     } else {
-                        v
-                    };
-                    _mm512_storeu_ps(cp.add(16 * h), v);
+                        _mm512_storeu_ps(p, v);
+                    }
                 }
             }
         }
