@@ -1,19 +1,28 @@
-"""The VGG16 conv base side by side in one sitting: onnxruntime (MLAS) on the real Keras VGG16
-graph cut at block5_pool, and convbase's `Vgg16::forward` (`convbase-vgg16 bench`, once per
-instruction set asked for) on the same weights and the very same input batch (batch 20,
-150x150, preprocessed values ~ N(0, 50)), the same number of threads.
+"""The VGG16 conv base and fine-tuning's block5 side by side in one sitting.
 
-Each system runs `--runs` timed batches after one warm-up, and the systems take turns over
-`--rounds` rounds, so that a change in the machine's load hits all of them; the table shows the
-median over all timed runs, images/s and the ratio to onnxruntime. It also compares the outputs
-(convbase's Winograd kernels against onnxruntime on this batch). PyTorch is listed only when it
-is importable (PyPI's `torch` wheel pulls the CUDA stack, so the setup script does not install
-it).
+Table 1, the conv base forward (inference): onnxruntime (MLAS) on the real Keras VGG16 graph cut
+at block5_pool, convbase's `Vgg16::forward` (`convbase-vgg16 bench`, once per instruction set
+asked for) and, with `--torch-python`, PyTorch (torchvision's layer stack, NCHW and
+channels-last) on the same weights and the very same input batch (batch 20, 150x150,
+preprocessed values ~ N(0, 50)), the same number of threads. It also compares the outputs with
+onnxruntime's.
+
+Table 2, block5 for fine-tuning (block5_conv1..3 + block5_pool on block4_pool-shaped maps, batch
+20 x 9 x 9 x 512 at 150 px): forward + backward (the gradients of the block5 weights and
+biases; the input needs none, as for cached features), and forward only. convbase
+(`convbase-vgg16 bench-block5`: the NHWC Winograd path fine-tuning uses, per instruction set,
+and the previous NCHW GEMM path) against PyTorch (NCHW and channels-last), with the ratio to
+PyTorch's faster format.
+
+Each system runs `--runs` timed batches after warm-up, and the systems take turns over
+`--rounds` rounds, so that a change in the machine's load hits all of them; the tables show the
+median over all timed runs. PyTorch runs in its own interpreter (PyPI's torch wheel pulls the
+CUDA stack, several GB): scripts/bench-peers.sh --torch sets one up, or pass any interpreter
+that imports torch.
 
 Run via scripts/bench-peers.sh, which sets up the venv, the weights and the binary.
 """
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -25,8 +34,14 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import vgg16_onnx_ref as ref  # noqa: E402
+
+
+def json_lines(cmd, env):
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def main() -> None:
@@ -41,12 +56,56 @@ def main() -> None:
     ap.add_argument("--isa", action="append", default=None,
                     help="convbase instruction set(s) to run (avx512, avx2, portable); "
                          "default: the CPU's best, plus avx2 when the best is avx512")
+    ap.add_argument("--torch-python", default=os.environ.get("CONVBASE_TORCH_PYTHON"),
+                    help="a Python interpreter that imports torch (env CONVBASE_TORCH_PYTHON); "
+                         "without it PyTorch is left out")
+    ap.add_argument("--only", choices=["base", "block5"], help="run one table only")
     args = ap.parse_args()
 
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    torch = args.torch_python
+    torch_script = str(HERE / "bench_torch.py")
+    if torch:
+        version = subprocess.run([torch, "-c", "import torch; print(torch.__version__)"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        torch_note = f"PyTorch {version} ({torch}), {args.threads} threads"
+    else:
+        torch_note = ("PyTorch: not run (give --torch-python, or scripts/bench-peers.sh --torch "
+                      "to install it: PyPI's torch wheel pulls CUDA packages, several GB)")
+
+    def isa_env(isa):
+        return dict(env, CONVBASE_ISA=isa) if isa else env
+
+    isas = args.isa
+    if isas is None:
+        best = json_lines([args.binary, "--quiet", "bench-block5", "--runs", "1", "--warmup",
+                           "0", "--batch", "1", "--size", "3"], env)[0]["isa"]
+        isas = [best] + (["avx2"] if best == "avx512" else [])
+
+    def turns(systems, rounds):
+        """Runs each system once per round, in turn; returns name -> all timed runs."""
+        times = {}
+        for r in range(rounds):
+            for fn in systems:
+                for name, t in fn():
+                    times.setdefault(name, []).extend(t)
+                    print(f"round {r + 1}/{rounds} {name}: median {statistics.median(t):.4f} "
+                          "s/batch", file=sys.stderr)
+        return times
+
+    if args.only in (None, "base"):
+        base_table(args, env, tmp, torch, torch_script, isas, isa_env, turns, torch_note)
+    if args.only in (None, "block5"):
+        block5_table(args, torch, torch_script, isas, isa_env, turns, torch_note)
+
+
+def base_table(args, env, tmp, torch, torch_script, isas, isa_env, turns, torch_note):
     rng = np.random.default_rng(0)
     x_nhwc = rng.normal(0, 50, (args.batch, args.size, args.size, 3)).astype(np.float32)
     sess = ref.load_cut_model(ref.onnx_path(), threads=args.threads)
     out_name = [ref.POOLS["block5_pool"]]
+    outputs = {}
 
     def run_ort():
         sess.run(out_name, {"input": x_nhwc})  # warm-up
@@ -55,53 +114,45 @@ def main() -> None:
             t = time.perf_counter()
             (y,) = sess.run(out_name, {"input": x_nhwc})
             times.append(time.perf_counter() - t)
-        return times, y.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+        outputs["onnxruntime"] = y.transpose(0, 2, 3, 1).reshape(-1)  # NCHW -> NHWC
+        return [("onnxruntime", times)]
 
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-peers-"))
     x_path, y_path = tmp / "x.f32", tmp / "y.f32"
-    # convbase takes NCHW (the same values: the ONNX graph transposes its NHWC input too).
+    # convbase and PyTorch take NCHW (the same values: the ONNX graph transposes its NHWC
+    # input too).
     np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)).tofile(x_path)
 
     def run_convbase(isa):
+        name = f"convbase ({isa})"
         cmd = [args.binary, "--quiet", "bench", args.weights, "--batch", str(args.batch),
                "--size", str(args.size), "--runs", str(args.runs), "--warmup", "1",
                "--input", str(x_path), "--output", str(y_path)]
-        e = dict(env, CONVBASE_ISA=isa) if isa else env
-        res = json.loads(subprocess.run(cmd, env=e, check=True, capture_output=True,
-                                        text=True).stdout)
-        y = np.fromfile(y_path, dtype=np.float32)
-        return res["runs_s"], y, res["isa"]
+        (res,) = json_lines(cmd, isa_env(isa))
+        outputs[name] = np.fromfile(y_path, dtype=np.float32)
+        return [(name, res["runs_s"])]
 
-    isas = args.isa
-    if isas is None:
-        _, _, best = run_convbase(None)
-        isas = [best] + (["avx2"] if best == "avx512" else [])
+    def run_torch():
+        prefix = tmp / "torch"
+        cmd = [torch, torch_script, "base", "--weights", args.weights, "--input", str(x_path),
+               "--batch", str(args.batch), "--size", str(args.size), "--threads",
+               str(args.threads), "--runs", str(args.runs), "--warmup", "1",
+               "--output-prefix", str(prefix)]
+        res = []
+        for r in json_lines(cmd, env):
+            outputs[r["system"]] = np.fromfile(f"{prefix}.{r['format']}.f32", dtype=np.float32)
+            res.append((r["system"], r["runs_s"]))
+        return res
 
-    systems = {"onnxruntime": run_ort}
-    for isa in isas:
-        systems[f"convbase ({isa})"] = lambda isa=isa: run_convbase(isa)[:2]
-    torch_note = None
-    if importlib.util.find_spec("torch") is None:
-        torch_note = "PyTorch: not installed (PyPI's torch wheel pulls CUDA packages; skipped)"
-    else:
-        torch_note = "PyTorch: installed but not benchmarked by this script"
-
-    times = {name: [] for name in systems}
-    outputs = {}
-    for r in range(args.rounds):
-        for name, fn in systems.items():
-            t, y = fn()
-            times[name] += t
-            outputs[name] = np.asarray(y, dtype=np.float32).reshape(-1)
-            print(f"round {r + 1}/{args.rounds} {name}: "
-                  f"median {statistics.median(t):.3f} s/batch", file=sys.stderr)
+    systems = [run_ort] + [lambda isa=isa: run_convbase(isa) for isa in isas]
+    if torch:
+        systems.append(run_torch)
+    times = turns(systems, args.rounds)
 
     ort_med = statistics.median(times["onnxruntime"])
     ort_y = outputs["onnxruntime"]
     scale = float(np.abs(ort_y).max())
-    print(f"VGG16 conv base, batch {args.batch}, {args.size}x{args.size} -> block5_pool, "
-          f"{args.threads} threads, median of {args.runs} x {args.rounds} runs "
+    print(f"VGG16 conv base forward, batch {args.batch}, {args.size}x{args.size} -> "
+          f"block5_pool, {args.threads} threads, median of {args.runs} x {args.rounds} runs "
           f"(1-minute load average at the end: {os.getloadavg()[0]:.1f})\n")
     print("| system | s/batch | images/s | vs onnxruntime | max abs diff to onnxruntime "
           "(rel. to max) |")
@@ -111,7 +162,49 @@ def main() -> None:
         diff = float(np.abs(outputs[name] - ort_y).max())
         print(f"| {name} | {med:.3f} | {args.batch / med:.2f} | {ort_med / med:.2f}x | "
               f"{diff:.3g} ({diff / scale:.2e}) |")
-    print(f"\n{torch_note}")
+    print(f"\n{torch_note}\n")
+
+
+def block5_table(args, torch, torch_script, isas, isa_env, turns, torch_note):
+    side = 9  # block4_pool of a 150 px image
+
+    def run_convbase(isa, path, forward_only):
+        cmd = [args.binary, "--quiet", "bench-block5", "--batch", str(args.batch), "--size",
+               str(side), "--path", path, "--runs", str(args.runs), "--warmup", "2"]
+        if forward_only:
+            cmd.append("--forward-only")
+        (res,) = json_lines(cmd, isa_env(isa))
+        return [(f"convbase {path} ({res['isa']})", res["runs_s"])]
+
+    def run_torch(forward_only):
+        cmd = [torch, torch_script, "block5", "--batch", str(args.batch), "--size", str(side),
+               "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", "2"]
+        if forward_only:
+            cmd.append("--forward-only")
+        return [(r["system"], r["runs_s"]) for r in json_lines(cmd, dict(os.environ))]
+
+    rows = []
+    for forward_only in (False, True):
+        systems = [lambda isa=isa: run_convbase(isa, "winograd", forward_only) for isa in isas]
+        systems.append(lambda: run_convbase(isas[0], "gemm", forward_only))
+        if torch:
+            systems.append(lambda: run_torch(forward_only))
+        rows.append((forward_only, turns(systems, args.rounds)))
+
+    print(f"block5 (block5_conv1..3 + block5_pool) for fine-tuning, batch {args.batch} x "
+          f"{side}x{side}x512, {args.threads} threads, median of {args.runs} x {args.rounds} runs "
+          f"(1-minute load average at the end: {os.getloadavg()[0]:.1f})\n")
+    print("| pass | system | s/batch | images/s | vs PyTorch (faster format) |")
+    print("|---|---|---|---|---|")
+    for forward_only, times in rows:
+        pass_name = "forward" if forward_only else "forward + backward"
+        meds = {name: statistics.median(t) for name, t in times.items()}
+        torch_best = min((m for n, m in meds.items() if n.startswith("PyTorch")), default=None)
+        for name, med in meds.items():
+            ratio = f"{torch_best / med:.2f}x" if torch_best else "-"
+            print(f"| {pass_name} | {name} | {med:.4f} | {args.batch / med:.1f} | {ratio} |")
+    print(f"\nconvbase winograd: NHWC, Winograd F(3x3, 3x3) for the output and both gradients "
+          f"(fine-tuning's path); gemm: the NCHW im2col GEMM op. {torch_note}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-//! VGG16's block5 (three conv 3x3 + ReLU, then a 2x2 max-pool) over trainable variables, and
-//! the layout changes between feature rows (Keras' HWC order) and candle's NCHW convs.
+//! VGG16's block5 (three conv 3x3 + ReLU, then a 2x2 max-pool) over trainable variables, on
+//! NHWC maps (the features files' HWC rows, reshaped), and the layout changes between feature
+//! rows and candle's NCHW convs for the plain candle path.
 
 use candle_core::Tensor;
 use convbase_train::{Params, Result};
-use convbase_vgg16::{Layer, conv3x3};
+use convbase_vgg16::{Layer, conv3x3, conv3x3_bias_relu_nhwc, max_pool_2x2_nhwc};
 
 /// The three convs of block5, in order.
 pub const CONVS: [Layer; 3] = [Layer::Block5Conv1, Layer::Block5Conv2, Layer::Block5Conv3];
@@ -26,7 +27,7 @@ pub fn tensor_names() -> Vec<(String, Vec<usize>)> {
 /// block5_conv1..3 and block5_pool, with parameters taken from a [`Params`].
 #[derive(Debug, Clone)]
 pub struct Block5 {
-    /// (OIHW kernel, bias reshaped to (1, O, 1, 1)) per conv.
+    /// (OIHW kernel, bias (O)) per conv.
     convs: Vec<(Tensor, Tensor)>,
 }
 
@@ -39,23 +40,37 @@ impl Block5 {
         for pair in names.chunks(2) {
             let weight = params.stored(&pair[0].0, &pair[0].1)?;
             let bias = params.stored(&pair[1].0, &pair[1].1)?;
-            let o = pair[1].1[0];
-            convs.push((
-                weight.as_tensor().clone(),
-                bias.as_tensor().reshape((1, o, 1, 1))?,
-            ));
+            convs.push((weight.as_tensor().clone(), bias.as_tensor().clone()));
         }
         Ok(Block5 { convs })
     }
 
+    /// Fine-tuning's pass: each conv + bias + ReLU one op whose forward pass and gradients
+    /// are Winograd F(3x3, 3x3) on the CPU (convbase-vgg16's `conv3x3_bias_relu_nhwc`; the
+    /// input gradient of the first conv is skipped, as cached features need none), then
+    /// the pool whose gradient goes whole to each maximum. Off the CPU, candle's ops.
+    ///
     /// # Shapes
-    /// `x`: (N, 512, H, W), block4_pool maps -> (N, 512, H/2, W/2), block5_pool (floor)
+    /// `x`: (N, H, W, 512) NHWC block4_pool maps -> (N, H/2, W/2, 512), block5_pool (floor)
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut y = x.clone();
-        // conv3x3: one GEMM per pass and per gradient (candle's conv2d backward is a direct
-        // loop), from convbase-vgg16's fast kernels.
         for (weight, bias) in &self.convs {
-            y = conv3x3(&y, weight)?.broadcast_add(bias)?.relu()?;
+            y = conv3x3_bias_relu_nhwc(&y, weight, bias)?;
+        }
+        max_pool_2x2_nhwc(&y)
+    }
+
+    /// The same on NCHW maps with candle tensors ops: each conv convbase-vgg16's GEMM
+    /// `conv3x3`, then candle's bias add and ReLU, and [`max_pool_2x2`]. Kept as the
+    /// reference the NHWC path is tested against.
+    ///
+    /// # Shapes
+    /// `x`: (N, 512, H, W), block4_pool maps -> (N, 512, H/2, W/2), block5_pool (floor)
+    pub fn forward_nchw(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        for (weight, bias) in &self.convs {
+            let bias = bias.reshape((1, (), 1, 1))?;
+            y = conv3x3(&y, weight)?.broadcast_add(&bias)?.relu()?;
         }
         max_pool_2x2(&y)
     }

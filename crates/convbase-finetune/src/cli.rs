@@ -87,6 +87,7 @@ pub fn main() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m))
         .unwrap_or_else(|e| e.exit());
     convbase_train::flush_denormals_to_zero();
+    convbase_vgg16::fast::train::retain_freed_memory();
     convbase_cli::init_logging(&cli.global);
     convbase_cli::run(|| match cli.command {
         Command::Train(t) => {

@@ -8,9 +8,11 @@
 //! training loop, optimisers, losses, seeded draws and the run directory are
 //! `convbase-train`'s; the head is `convbase-head-dense`'s.
 //!
-//! Layouts: a features row holds a block4_pool map flattened in Keras' HWC order; block5
-//! runs on candle's NCHW tensors ([`hwc_to_nchw`]), and its block5_pool output is flattened
-//! back to HWC ([`nchw_to_hwc`]) so that the head sees what it was trained on.
+//! Layouts: a features row holds a block4_pool map flattened in Keras' HWC order, i.e. an NHWC
+//! map: block5 runs on it as it is (Winograd convs on the CPU, convbase-vgg16's
+//! `conv3x3_bias_relu_nhwc`), and its NHWC block5_pool output flattens to the HWC rows the head
+//! was trained on. The plain candle path on NCHW tensors ([`hwc_to_nchw`], [`nchw_to_hwc`],
+//! [`Block5::forward_nchw`]) is kept as the reference.
 //!
 //! A fine-tuned run directory is a head run directory whose `model.safetensors` says
 //! `convbase.head = convbase-finetune` and holds block5 (`features.{24,26,28}.*`, OIHW)

@@ -54,7 +54,21 @@ impl FineTuned {
     /// `x`: (N, H*W*C) -> (N, H/2 * W/2 * C) flattened HWC, or (N, C) when pooled
     pub fn head_inputs(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (h, w, c) = self.shape;
-        let maps = self.block5.forward(&hwc_to_nchw(x, h, w, c)?)?;
+        let n = x.dim(0)?;
+        // A row in HWC order is an NHWC map: block5 runs on it as it is.
+        let maps = self.block5.forward(&x.reshape((n, h, w, c))?)?;
+        match self.pool {
+            GlobalPool::None => maps.flatten_from(1),
+            GlobalPool::Avg => maps.mean(1)?.mean(1),
+            GlobalPool::Max => maps.max(1)?.max(1),
+        }
+    }
+
+    /// As [`FineTuned::head_inputs`] through block5's plain candle path (NCHW maps,
+    /// [`Block5::forward_nchw`]), for comparison.
+    pub fn head_inputs_nchw(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (h, w, c) = self.shape;
+        let maps = self.block5.forward_nchw(&hwc_to_nchw(x, h, w, c)?)?;
         match self.pool {
             GlobalPool::None => nchw_to_hwc(&maps),
             GlobalPool::Avg => maps.mean(D::Minus1)?.mean(D::Minus1),

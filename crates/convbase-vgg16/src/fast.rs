@@ -1,4 +1,6 @@
-//! The inference-only CPU path of the conv base, and its building blocks.
+//! The CPU paths of the conv base, and their building blocks: inference (below) and, in
+//! [`train`], the fine-tuning convs' forward and backward passes (Winograd F(3x3, 3x3) on
+//! plain NHWC maps, with the same GEMM micro-kernels and ISA dispatch).
 //!
 //! Activations stay NHWC in zero-bordered frames ([`Activations`]) from the first layer to the
 //! output. Each 3x3 conv ([`Conv3x3`]) has its weights transformed and packed once, at model
@@ -12,11 +14,14 @@
 //! frames are reused across layers and batches.
 //!
 //! Numerics: Winograd rounds differently from a direct convolution (the transforms add and
-//! scale values before the products); the goldens bound the result against onnxruntime.
+//! scale values before the products); the goldens bound the result against onnxruntime, and
+//! `tests/kernels.rs`, `tests/train_kernels.rs` bound both paths against f64 direct convs.
 
 mod conv;
 pub(crate) mod gemm;
 mod isa;
+pub mod train;
+mod wino3;
 mod winograd;
 
 use std::sync::{Arc, Mutex};

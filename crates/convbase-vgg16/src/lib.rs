@@ -7,10 +7,12 @@
 //! - the network: [`Vgg16`], batched NCHW, any input size from 32 px, output at any Keras layer
 //!   ([`Layer`]), optional global pooling ([`GlobalPool`]); layers run in sub-ranges
 //!   ([`Vgg16::forward_range`], candle ops, differentiable; [`Vgg16::forward_range_gemm`], the
-//!   same with [`conv3x3`], whose forward pass and gradients are whole-batch GEMMs) so
-//!   fine-tuning can run block5 alone, while [`Vgg16::forward`] on the CPU takes a faster inference-only path ([`fast`]:
-//!   NHWC, Winograd F(4x4, 3x3) with weights transformed at load, AVX-512/AVX2 kernels chosen at
-//!   run time);
+//!   same with [`conv3x3`], whose forward pass and gradients are whole-batch GEMMs;
+//!   [`Vgg16::forward_range_nhwc`], on NHWC maps with [`conv3x3_bias_relu_nhwc`] and
+//!   [`max_pool_2x2_nhwc`], whose forward pass and gradients are Winograd F(3x3, 3x3) on the
+//!   CPU, fine-tuning's path) so fine-tuning can run block5 alone, while [`Vgg16::forward`] on
+//!   the CPU takes a faster inference-only path ([`fast`]: NHWC, Winograd F(4x4, 3x3) with
+//!   weights transformed at load, AVX-512/AVX2 kernels chosen at run time);
 //! - the weights and their provenance: [`Weights`] (source, SHA-256, and the preprocessing the
 //!   weights expect, carried in the safetensors header metadata written by [`Weights::save`]);
 //! - the preprocessing: [`Preprocess`] (`caffe` for Keras weights, `torch` for torchvision/timm,
@@ -34,5 +36,8 @@ pub use error::{ParseError, Vgg16Error};
 pub use layer::{GlobalPool, Layer};
 pub use model::{Vgg16, flatten_hwc};
 pub use preprocess::Preprocess;
-pub use train_conv::conv3x3;
+pub use train_conv::{
+    conv3x3, conv3x3_bias_relu_nhwc, conv3x3_bias_relu_nhwc_candle, max_pool_2x2_nhwc,
+    max_pool_2x2_nhwc_candle,
+};
 pub use weights::{PARAMETER_COUNT, SourceFormat, Weights, conv_tensor_names, meta};

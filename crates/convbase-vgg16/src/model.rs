@@ -166,6 +166,45 @@ impl Vgg16 {
         })
     }
 
+    /// As [`Vgg16::forward_range`] on NHWC maps (same result up to rounding, differentiable):
+    /// each conv + bias + ReLU by [`crate::conv3x3_bias_relu_nhwc`] (on the CPU, Winograd
+    /// F(3x3, 3x3) for the output and both gradients), each pool by
+    /// [`crate::max_pool_2x2_nhwc`]. Fine-tuning's path: block5 on cached block4_pool maps,
+    /// which the features files hold in this layout.
+    ///
+    /// # Shapes
+    /// - `x`: (N, H, W, C_in), the output of the layer before `from`
+    /// - returns (N, h, w, C) of layer `to`
+    pub fn forward_range_nhwc(
+        &self,
+        x: &Tensor,
+        from: Layer,
+        to: Layer,
+    ) -> candle_core::Result<Tensor> {
+        self.check_range(from, to)?;
+        let mut x = x.clone();
+        for layer in &self.layers[from as usize..=to as usize] {
+            x = match layer {
+                Some(c) => {
+                    let bias = c.bias().expect("VGG convs have biases");
+                    crate::conv3x3_bias_relu_nhwc(&x, c.weight(), bias)?
+                }
+                None => crate::max_pool_2x2_nhwc(&x)?,
+            };
+        }
+        Ok(x)
+    }
+
+    fn check_range(&self, from: Layer, to: Layer) -> candle_core::Result<()> {
+        if from > to || to > self.output {
+            candle_core::bail!(
+                "cannot run {from}..={to}: this base is built up to {}",
+                self.output
+            );
+        }
+        Ok(())
+    }
+
     /// Layers `from..=to`, each conv by `conv` (without ReLU), then ReLU; pools by candle.
     fn run_range(
         &self,
@@ -174,12 +213,7 @@ impl Vgg16 {
         to: Layer,
         conv: impl Fn(&Tensor, &Conv2d) -> candle_core::Result<Tensor>,
     ) -> candle_core::Result<Tensor> {
-        if from > to || to > self.output {
-            candle_core::bail!(
-                "cannot run {from}..={to}: this base is built up to {}",
-                self.output
-            );
-        }
+        self.check_range(from, to)?;
         let mut x = x.clone();
         for layer in &self.layers[from as usize..=to as usize] {
             x = match layer {

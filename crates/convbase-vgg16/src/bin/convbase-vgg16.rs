@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use candle_core::DType;
 use candle_core::Device;
 use candle_core::Tensor;
+use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, Subcommand};
 use convbase_cli::{GlobalArgs, InputRejected, init_logging, run};
 use convbase_vgg16::fast::Isa;
@@ -90,6 +92,41 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Time one fine-tuning pass through block5 (block5_conv1..3 + block5_pool) on random
+    /// block4_pool-shaped maps: forward and backward (gradients of the block5 weights and
+    /// biases, not of the input: cached features need none), or forward only. Prints one JSON
+    /// line on stdout as `bench` does. Random weights: speed does not depend on their values.
+    ///
+    /// Threads and kernels as for `bench`.
+    BenchBlock5 {
+        /// Images per batch.
+        #[arg(long, default_value_t = 20)]
+        batch: usize,
+        /// Height and width of the block4_pool maps (9 for 150 px images).
+        #[arg(long, default_value_t = 9)]
+        size: usize,
+        /// `winograd`: NHWC, `Vgg16::forward_range_nhwc` (fine-tuning's path); `gemm`: NCHW,
+        /// `forward_range_gemm`; `candle`: NCHW, candle's conv2d (`forward_range`).
+        #[arg(long, default_value = "winograd")]
+        path: Block5Path,
+        /// Forward pass only (no gradients).
+        #[arg(long)]
+        forward_only: bool,
+        /// Timed runs (the median is reported), after `--warmup` untimed ones.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+    },
+}
+
+/// The block5 implementations `bench-block5` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Block5Path {
+    Winograd,
+    Gemm,
+    Candle,
 }
 
 /// Median wall time of `runs` calls of `f` after `warmup` calls, and every timed run.
@@ -232,6 +269,61 @@ fn main() -> ExitCode {
                 "batch": batch,
                 "size": size,
                 "layer": layer.to_string(),
+                "median_s": median,
+                "images_per_s": batch as f64 / median,
+                "runs_s": times,
+            });
+            println!("{json}");
+            Ok(())
+        }
+        Command::BenchBlock5 {
+            batch,
+            size,
+            path,
+            forward_only,
+            runs,
+            warmup,
+        } => {
+            // As the fine-tuning binary runs.
+            convbase_vgg16::fast::train::retain_freed_memory();
+            let device = Device::Cpu;
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+            let model = Vgg16::from_varbuilder(vb, Layer::Block5Pool, GlobalPool::None)?;
+            let c = Layer::Block4Pool.channels();
+            let nhwc = Tensor::randn(0f32, 1.0, (batch, size, size, c), &device)?.relu()?;
+            let nchw = nhwc.permute((0, 3, 1, 2))?.contiguous()?;
+            let (from, to) = (Layer::Block5Conv1, Layer::Block5Pool);
+            let pass = || -> candle_core::Result<Tensor> {
+                match path {
+                    Block5Path::Winograd => model.forward_range_nhwc(&nhwc, from, to),
+                    Block5Path::Gemm => model.forward_range_gemm(&nchw, from, to),
+                    Block5Path::Candle => model.forward_range(&nchw, from, to),
+                }
+            };
+            let isa = Isa::detect();
+            let threads = rayon::current_num_threads();
+            tracing::info!(
+                "timing {runs} runs of block5 ({path:?}, forward_only={forward_only}), batch \
+                 {batch}, {size}x{size}x{c}, {isa} kernels, {threads} threads"
+            );
+            let (median, times) = time_runs(warmup, runs, || {
+                let y = pass()?;
+                if forward_only {
+                    std::hint::black_box(y);
+                } else {
+                    std::hint::black_box(y.sum_all()?.backward()?);
+                }
+                Ok(())
+            })?;
+            let json = serde_json::json!({
+                "system": "convbase",
+                "path": format!("{path:?}").to_lowercase(),
+                "forward_only": forward_only,
+                "isa": isa.to_string(),
+                "threads": threads,
+                "batch": batch,
+                "size": size,
                 "median_s": median,
                 "images_per_s": batch as f64 / median,
                 "runs_s": times,

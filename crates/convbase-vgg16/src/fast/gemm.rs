@@ -121,7 +121,91 @@ pub(crate) unsafe fn gemm(
                 // k0..k0+kc of A and the panel's rows k0..k0+kc (inside b.data).
                 unsafe {
                     let (ap, cp) = (a.add(i * lda + k0), c.add(i * ldc + j * nr));
-                    kernel(isa, kc, ap, lda, bp, cp, ldc, k0 > 0);
+                    kernel::<false>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0, false);
+                }
+            }
+        }
+    }
+}
+
+/// Column panels of a packed B (k x panels*nr) in a caller's buffer: panel j holds k rows of
+/// `nr` floats at `ptr + j * k * nr`, the layout of [`PackedB`] (the training convs keep 25 such
+/// matrices in one reused buffer rather than 25 allocations per step).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panels {
+    pub ptr: *const f32,
+    pub k: usize,
+    pub nr: usize,
+}
+
+impl Panels {
+    /// Sub-panel of panel `j` from row `k0` on.
+    fn at(&self, j: usize, k0: usize) -> *const f32 {
+        self.ptr.wrapping_add(j * self.k * self.nr + k0 * self.nr)
+    }
+}
+
+/// C (m x panels `js` of B) = A (m x k) . B[:, js]: column block `j` of C starts at
+/// `c + (j - js.start) * nr`. A is row-major (element (i, p) at `a[i * lda + p]`), or
+/// column-major when `COL` (at `a[p * lda + i]`: the transpose of a row-major matrix, e.g. the
+/// tiles x channels rows of the Winograd domain read as channels x tiles). With `stream`, C
+/// is written with non-temporal stores where k fits one pass and C's rows are aligned (the
+/// caller then runs `sfence` before other threads read C): for a large C read only later,
+/// which a plain store would first fetch.
+///
+/// # Safety
+/// `m` is a multiple of the ISA's MR; `a` points at an m x `b.k` matrix laid out as above, `c`
+/// at m rows of `js.len() * nr` floats spaced `ldc` apart, not overlapping `a`; `b` holds the
+/// panels `js` packed for `isa`'s NR; `isa` runs on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_cols<const COL: bool>(
+    isa: Isa,
+    m: usize,
+    a: *const f32,
+    lda: usize,
+    b: Panels,
+    js: std::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+    stream: bool,
+) {
+    let (mr, nr) = isa.mr_nr();
+    debug_assert!(m.is_multiple_of(mr) && b.nr == nr);
+    let k = b.k;
+    let blocks = m / mr;
+    let stream = stream && k <= KC;
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for j in js.clone() {
+            let bp = b.at(j, k0);
+            // The next sub-panel, fetched into L2 a slice per micro-kernel call (see `gemm`).
+            let next = if j + 1 < js.end {
+                Some((b.at(j + 1, k0), kc))
+            } else if k0 + KC < k {
+                Some((b.at(js.start, k0 + KC), KC.min(k - k0 - KC)))
+            } else {
+                None
+            };
+            let per_call = next.map_or(0, |(_, rows)| (rows * nr).div_ceil(blocks));
+            for (bi, i) in (0..m).step_by(mr).enumerate() {
+                if let Some((p, rows)) = next {
+                    let (lo, hi) = (
+                        (bi * per_call).min(rows * nr),
+                        ((bi + 1) * per_call).min(rows * nr),
+                    );
+                    // SAFETY: lo..hi lies inside the next sub-panel (rows x nr floats of b).
+                    prefetch_l2(unsafe { std::slice::from_raw_parts(p.add(lo), hi - lo) });
+                }
+                // SAFETY: the caller's contract bounds rows i..i+mr of A and C, columns
+                // k0..k0+kc of A and the panel's rows k0..k0+kc.
+                unsafe {
+                    let ap = if COL {
+                        a.add(k0 * lda + i)
+                    } else {
+                        a.add(i * lda + k0)
+                    };
+                    let cp = c.add(i * ldc + (j - js.start) * nr);
+                    kernel::<COL>(isa, kc, ap, lda, bp, cp, ldc, k0 > 0, stream);
                 }
             }
         }
@@ -173,7 +257,7 @@ pub(crate) fn par_gemm(
 
 /// Asks for the cache lines of `data` to be brought into L2 (a hint; no-op off x86-64).
 #[inline]
-fn prefetch_l2(data: &[f32]) {
+pub(super) fn prefetch_l2(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in data.chunks(16) {
         // SAFETY: prefetching is a hint that never faults; the pointer is in bounds anyway.
@@ -187,13 +271,16 @@ fn prefetch_l2(data: &[f32]) {
     let _ = data;
 }
 
-/// One MR x NR block: C (=, or += when `acc`) A (MR x k) . B panel (k x NR).
+/// One MR x NR block: C (=, or += when `acc`) A (MR x k) . B panel (k x NR). A's element
+/// (i, p) is at `a[i * lda + p]` (row-major), or at `a[p * lda + i]` when `COL` (column-major:
+/// the transpose of a row-major matrix, read in place). With `stream` and not `acc`, C's
+/// rows that are vector-aligned are written with non-temporal stores.
 ///
 /// # Safety
 /// As [`gemm`], for one block.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn kernel(
+unsafe fn kernel<const COL: bool>(
     isa: Isa,
     k: usize,
     a: *const f32,
@@ -202,15 +289,16 @@ unsafe fn kernel(
     c: *mut f32,
     ldc: usize,
     acc: bool,
+    stream: bool,
 ) {
     // SAFETY: forwarded contract; an x86 ISA is only chosen where the CPU has it.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::kernel_avx512(k, a, lda, b, c, ldc, acc),
+            Isa::Avx512 => x86::kernel_avx512::<COL>(k, a, lda, b, c, ldc, acc, stream),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::kernel_avx2(k, a, lda, b, c, ldc, acc),
-            _ => kernel_portable(k, a, lda, b, c, ldc, acc),
+            Isa::Avx2 => x86::kernel_avx2::<COL>(k, a, lda, b, c, ldc, acc, stream),
+            _ => kernel_portable::<COL>(k, a, lda, b, c, ldc, acc),
         }
     }
 }
@@ -219,7 +307,7 @@ unsafe fn kernel(
 ///
 /// # Safety
 /// As [`kernel`] with MR = 4, NR = 16.
-unsafe fn kernel_portable(
+unsafe fn kernel_portable<const COL: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -236,7 +324,11 @@ unsafe fn kernel_portable(
         for p in 0..k {
             let bp = std::slice::from_raw_parts(b.add(p * NR), NR);
             for (i, si) in s.iter_mut().enumerate() {
-                let x = *a.add(i * lda + p);
+                let x = if COL {
+                    *a.add(p * lda + i)
+                } else {
+                    *a.add(i * lda + p)
+                };
                 for (sv, bv) in si.iter_mut().zip(bp) {
                     *sv += x * bv;
                 }
@@ -260,7 +352,8 @@ mod x86 {
     /// # Safety
     /// As `gemm::kernel` with MR = 6, NR = 16, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel_avx2(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_avx2<const COL: bool>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -268,30 +361,46 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: bool,
+        stream: bool,
     ) {
         const MR: usize = 6;
         let mut s = [[_mm256_setzero_ps(); 2]; MR];
         // SAFETY: the caller's contract bounds every pointer below.
         unsafe {
-            let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * lda));
-            for p in 0..k {
-                let b0 = _mm256_loadu_ps(b.add(p * 16));
-                let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
-                for (si, row) in s.iter_mut().zip(rows) {
-                    let x = _mm256_broadcast_ss(&*row.add(p));
-                    si[0] = _mm256_fmadd_ps(x, b0, si[0]);
-                    si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+            if COL {
+                for p in 0..k {
+                    let b0 = _mm256_loadu_ps(b.add(p * 16));
+                    let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+                    let ap = a.add(p * lda);
+                    for (i, si) in s.iter_mut().enumerate() {
+                        let x = _mm256_broadcast_ss(&*ap.add(i));
+                        si[0] = _mm256_fmadd_ps(x, b0, si[0]);
+                        si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+                    }
+                }
+            } else {
+                let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * lda));
+                for p in 0..k {
+                    let b0 = _mm256_loadu_ps(b.add(p * 16));
+                    let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+                    for (si, row) in s.iter_mut().zip(rows) {
+                        let x = _mm256_broadcast_ss(&*row.add(p));
+                        si[0] = _mm256_fmadd_ps(x, b0, si[0]);
+                        si[1] = _mm256_fmadd_ps(x, b1, si[1]);
+                    }
                 }
             }
             for (i, si) in s.iter().enumerate() {
                 let cp = c.add(i * ldc);
                 for (h, &v) in si.iter().enumerate() {
-                    let v = if acc {
-                        _mm256_add_ps(_mm256_loadu_ps(cp.add(8 * h)), v)
+                    let p = cp.add(8 * h);
+                    if acc {
+                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+                    } else if stream && (p as usize).is_multiple_of(32) {
+                        _mm256_stream_ps(p, v);
                     } else {
-                        v
-                    };
-                    _mm256_storeu_ps(cp.add(8 * h), v);
+                        _mm256_storeu_ps(p, v);
+                    }
                 }
             }
         }
@@ -302,7 +411,8 @@ mod x86 {
     /// # Safety
     /// As `gemm::kernel` with MR = 12, NR = 32, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn kernel_avx512(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_avx512<const COL: bool>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -310,6 +420,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         acc: bool,
+        stream: bool,
     ) {
         const MR: usize = 12;
         let mut s = [[_mm512_setzero_ps(); 2]; MR];
@@ -318,9 +429,9 @@ mod x86 {
             for p in 0..k {
                 let b0 = _mm512_loadu_ps(b.add(p * 32));
                 let b1 = _mm512_loadu_ps(b.add(p * 32 + 16));
-                let ap = a.add(p);
+                let ap = if COL { a.add(p * lda) } else { a.add(p) };
                 for (i, si) in s.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*ap.add(i * lda));
+                    let x = _mm512_set1_ps(if COL { *ap.add(i) } else { *ap.add(i * lda) });
                     si[0] = _mm512_fmadd_ps(x, b0, si[0]);
                     si[1] = _mm512_fmadd_ps(x, b1, si[1]);
                 }
@@ -328,12 +439,14 @@ mod x86 {
             for (i, si) in s.iter().enumerate() {
                 let cp = c.add(i * ldc);
                 for (h, &v) in si.iter().enumerate() {
-                    let v = if acc {
-                        _mm512_add_ps(_mm512_loadu_ps(cp.add(16 * h)), v)
+                    let p = cp.add(16 * h);
+                    if acc {
+                        _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), v));
+                    } else if stream && (p as usize).is_multiple_of(64) {
+                        _mm512_stream_ps(p, v);
                     } else {
-                        v
-                    };
-                    _mm512_storeu_ps(cp.add(16 * h), v);
+                        _mm512_storeu_ps(p, v);
+                    }
                 }
             }
         }

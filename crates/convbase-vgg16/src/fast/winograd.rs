@@ -44,10 +44,10 @@ pub(crate) fn transform_kernel(g: &[f32; 9]) -> [f32; XI] {
     u
 }
 
-type V<const L: usize> = [f32; L];
+pub(super) type V<const L: usize> = [f32; L];
 
 #[inline(always)]
-fn zip<const L: usize>(a: V<L>, b: V<L>, f: impl Fn(f32, f32) -> f32) -> V<L> {
+pub(super) fn zip<const L: usize>(a: V<L>, b: V<L>, f: impl Fn(f32, f32) -> f32) -> V<L> {
     let mut r = a;
     for i in 0..L {
         r[i] = f(a[i], b[i]);
@@ -56,19 +56,19 @@ fn zip<const L: usize>(a: V<L>, b: V<L>, f: impl Fn(f32, f32) -> f32) -> V<L> {
 }
 
 #[inline(always)]
-fn add<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
+pub(super) fn add<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
     zip(a, b, |x, y| x + y)
 }
 
 #[inline(always)]
-fn sub<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
+pub(super) fn sub<const L: usize>(a: V<L>, b: V<L>) -> V<L> {
     zip(a, b, |x, y| x - y)
 }
 
 /// a + k * b, fused (one rounding) when `F`: only where the CPU has FMA, as `mul_add` is a
 /// library call otherwise.
 #[inline(always)]
-fn add_k<const L: usize, const F: bool>(a: V<L>, k: f32, b: V<L>) -> V<L> {
+pub(super) fn add_k<const L: usize, const F: bool>(a: V<L>, k: f32, b: V<L>) -> V<L> {
     if F {
         zip(a, b, |x, y| y.mul_add(k, x))
     } else {
