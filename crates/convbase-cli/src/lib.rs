@@ -9,6 +9,8 @@
 //! | 2 | usage error (bad flags or arguments) |
 //! | 3 | input rejected: a file is not what the stage needs (wrong schema, future version, mismatched provenance, corrupt weights), or `--strict` found bad images |
 
+pub mod process;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -86,8 +86,8 @@ pub fn main() -> ExitCode {
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m))
         .unwrap_or_else(|e| e.exit());
-    convbase_train::flush_denormals_to_zero();
-    convbase_vgg16::fast::train::retain_freed_memory();
+    convbase_cli::process::flush_denormals_to_zero();
+    convbase_cli::process::retain_freed_memory();
     convbase_cli::init_logging(&cli.global);
     convbase_cli::run(|| match cli.command {
         Command::Train(t) => {

@@ -19,7 +19,8 @@ const BATCH: usize = 20;
 const DIM: usize = 8192;
 
 fn step(c: &mut Criterion) {
-    convbase_train::flush_denormals_to_zero();
+    convbase_cli::process::flush_denormals_to_zero();
+    convbase_cli::process::retain_freed_memory();
     let mut noise = rng(7, Stream::Shuffle);
     let x: Vec<f32> = (0..BATCH * DIM)
         .map(|_| noise.random::<f32>() * 2.0 - 1.0)

@@ -196,7 +196,8 @@ where
         .try_get_matches()
         .and_then(|m| Cli::<H::Config>::from_arg_matches(&m))
         .unwrap_or_else(|e| e.exit());
-    crate::flush_denormals_to_zero();
+    convbase_cli::process::flush_denormals_to_zero();
+    convbase_cli::process::retain_freed_memory();
     convbase_cli::init_logging(&cli.global);
     convbase_cli::run(|| {
         match cli.command {

@@ -19,7 +19,7 @@ const BATCH: usize = 20;
 
 fn block5_train(c: &mut Criterion) {
     // As the fine-tuning binary runs.
-    convbase_vgg16::fast::train::retain_freed_memory();
+    convbase_cli::process::retain_freed_memory();
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);

@@ -285,7 +285,7 @@ fn main() -> ExitCode {
             warmup,
         } => {
             // As the fine-tuning binary runs.
-            convbase_vgg16::fast::train::retain_freed_memory();
+            convbase_cli::process::retain_freed_memory();
             let device = Device::Cpu;
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);

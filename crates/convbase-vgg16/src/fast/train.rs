@@ -71,30 +71,6 @@ pub struct ConvGrads {
     pub db: Vec<f32>,
 }
 
-/// Keeps the memory freed by a training step for the next one: raises glibc's thresholds for
-/// returning memory to the system (mmap of blocks up to 32 MB instead of about 128 KB and up,
-/// trimming of the heap past 1 GB). No-op elsewhere. Process-wide; call at the start of `main`.
-///
-/// Why: every step frees and allocates the same tensors again (candle's gradients and
-/// activations, a few MB each), and with glibc's defaults each of them came back as fresh
-/// pages from the kernel, zeroed on first touch: page faults took about 8% of a block5 step.
-pub fn retain_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_MMAP_THRESHOLD: i32 = -3;
-        // SAFETY: mallopt only changes the allocator's tuning parameters; both values are
-        // within glibc's documented ranges (the mmap threshold at most 32 MB on 64-bit).
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, 32 << 20);
-            mallopt(M_TRIM_THRESHOLD, 1 << 30);
-        }
-    }
-}
-
 /// Buffers not in use, for the next pass to take (a step of block5 needs about 100 MB).
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 

@@ -1,4 +1,5 @@
-//! The floating-point environment training runs in.
+//! Process-wide settings for the binaries that train: the floating-point environment and
+//! the allocator's habits. Call them at the start of `main`, before any thread exists.
 
 /// Flushes subnormal floats to zero on this thread and on every thread it starts later
 /// (threads inherit the floating-point control register): results below 1.2e-38 become 0,
@@ -34,6 +35,30 @@ pub fn flush_denormals_to_zero() {
             std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack, preserves_flags));
             fpcr |= 1 << 24;
             std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack, preserves_flags));
+        }
+    }
+}
+
+/// Keeps the memory freed by a training step for the next one: raises glibc's thresholds for
+/// returning memory to the system (mmap of blocks up to 32 MB instead of about 128 KB and up,
+/// trimming of the heap past 1 GB). No-op elsewhere. Process-wide; call at the start of `main`.
+///
+/// Why: every step frees and allocates the same tensors again (candle's gradients and
+/// activations, a few MB each), and with glibc's defaults each of them came back as fresh
+/// pages from the kernel, zeroed on first touch: page faults took about 8% of a block5 step.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes the allocator's tuning parameters; both values are
+        // within glibc's documented ranges (the mmap threshold at most 32 MB on 64-bit).
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 1 << 30);
         }
     }
 }
