@@ -10,6 +10,7 @@
 //! - [`Predictions`]: a head's class probabilities, one row per (image, view).
 
 mod atomic;
+mod chunk;
 mod error;
 mod features;
 mod manifest;
