@@ -9,10 +9,13 @@ use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{FormatError, Result};
+use crate::thrift;
 
 /// A Parquet file as parquet's readers see it: like `File`, except that a read past the
-/// end of the file is an error instead of returning no bytes, and a range to load is
-/// checked against the file's length before its buffer is allocated.
+/// end of the file is an error instead of returning no bytes, a range to load is checked
+/// against the file's length before its buffer is allocated, and the footer and each page
+/// header are checked for a container of booleans before parquet parses them (see
+/// [`crate::thrift`]).
 ///
 /// parquet 60 skips an unknown thrift field of a page header element by element, and each
 /// skip of a missing byte string ends quietly at the end of the file: a page header
@@ -49,18 +52,34 @@ impl Length for ParquetFile {
 impl ChunkReader for ParquetFile {
     type T = UpToEnd<BufReader<File>>;
 
+    /// parquet asks for a stream to read the 8-byte footer tail from, and one to read each
+    /// page header from (then loads the page with `get_bytes`).
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         if start > self.len {
             return Err(self.past_end(format!("reading from offset {start}")));
         }
-        let mut file = self.file.try_clone()?;
-        file.seek(SeekFrom::Start(start))?;
+        let at = |start| -> parquet::errors::Result<BufReader<File>> {
+            let mut file = self.file.try_clone()?;
+            file.seek(SeekFrom::Start(start))?;
+            Ok(BufReader::new(file))
+        };
+        if start + FOOTER_TAIL < self.len {
+            let mut header = thrift::Stream {
+                reader: at(start)?,
+                left: self.len - start,
+            };
+            thrift::walk_struct(&mut header).map_err(|stop| {
+                self.malformed(format!("the page header at offset {start}"), stop)
+            })?;
+        }
         Ok(UpToEnd {
-            inner: BufReader::new(file),
+            inner: at(start)?,
             left: self.len - start,
         })
     }
 
+    /// parquet loads the footer's metadata (which ends where the 8-byte tail starts) and
+    /// each page with this.
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         if start
             .checked_add(length as u64)
@@ -68,7 +87,27 @@ impl ChunkReader for ParquetFile {
         {
             return Err(self.past_end(format!("{length} bytes at offset {start}")));
         }
-        self.file.get_bytes(start, length)
+        let bytes = self.file.get_bytes(start, length)?;
+        if length > 0 && start + length as u64 + FOOTER_TAIL == self.len {
+            thrift::walk_struct(&mut thrift::Slice(&bytes))
+                .map_err(|stop| self.malformed("the footer's metadata".into(), stop))?;
+        }
+        Ok(bytes)
+    }
+}
+
+/// The footer's tail: the metadata's length (4 bytes) and `PAR1`.
+const FOOTER_TAIL: u64 = 8;
+
+impl ParquetFile {
+    fn malformed(&self, what: String, stop: thrift::Stop) -> ParquetError {
+        match stop {
+            thrift::Stop::PastEnd => self.past_end(format!("{what} runs")),
+            thrift::Stop::Refused(why) => {
+                ParquetError::General(format!("malformed Parquet file: {what} holds {why}"))
+            }
+            thrift::Stop::Io(e) => ParquetError::External(Box::new(e)),
+        }
     }
 }
 
@@ -136,5 +175,32 @@ mod tests {
         );
         assert!(f.get_bytes(u64::MAX, 2).is_err());
         assert!(f.get_read(11).is_err());
+    }
+
+    /// A page header parquet 60 would loop on (an unknown field holding a list of 2^31
+    /// booleans) is refused when parquet asks for a stream to read it from; a well-formed
+    /// one is read as it is.
+    #[test]
+    fn a_page_header_holding_a_list_of_booleans_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let good = [0x15, 0x04, 0x15, 0x02, 0x00]; // two i32 fields, stop
+        let bad = [0x09, 0xC8, 0x01, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00];
+        let mut bytes = b"PAR1".to_vec();
+        bytes.extend_from_slice(&good);
+        bytes.extend_from_slice(&bad);
+        bytes.extend_from_slice(b"\0\0\0\0PAR1");
+        std::fs::write(&path, &bytes).unwrap();
+        let f = ParquetFile::open(&path).unwrap();
+        let mut header = [0u8; 5];
+        f.get_read(4).unwrap().read_exact(&mut header).unwrap();
+        assert_eq!(header, good);
+        let e = f.get_read(9).unwrap_err().to_string();
+        assert!(
+            e.contains("the page header at offset 9 holds a list of 2147483647 booleans"),
+            "{e}"
+        );
+        // The footer's tail is read as it is.
+        f.get_read(bytes.len() as u64 - 8).unwrap();
     }
 }

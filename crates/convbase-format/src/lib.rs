@@ -17,6 +17,7 @@ mod manifest;
 mod meta;
 mod predictions;
 mod split;
+mod thrift;
 
 pub use atomic::{AtomicFile, write_atomically};
 pub use error::{FormatError, Result};

@@ -1,12 +1,14 @@
 //! Files found by `scripts/fuzz.sh` that made a reader panic inside parquet 60 (a negative
 //! column chunk offset; a dictionary-encoded page without its dictionary) or run for
-//! minutes (a page header whose unknown field parquet skips past the end of the file). Each
-//! must be refused with an error that names the file, as input rejected (exit code 3).
+//! minutes (a page header whose unknown field parquet skips past the end of the file; a
+//! footer whose unknown field is a list of 2^31 booleans). Each must be refused with an
+//! error that names the file, as input rejected (exit code 3).
 
 use std::path::{Path, PathBuf};
 
 use convbase_format::{
-    Features, FeaturesFile, FormatError, Manifest, Predictions, read_features_meta,
+    FeatureBatch, FeatureProvenance, Features, FeaturesFile, FeaturesWriter, FormatError, Manifest,
+    Predictions, Split, read_features_meta,
 };
 
 fn input(name: &str) -> PathBuf {
@@ -99,4 +101,68 @@ fn refused_as<T: std::fmt::Debug>(path: &Path, result: Result<T, FormatError>, w
         text.contains(&path.display().to_string()) && text.contains(words),
         "{err}"
     );
+}
+
+/// A small valid features file.
+fn features_file(path: &Path) {
+    let provenance = FeatureProvenance {
+        weights_sha256: "00".repeat(32),
+        weights_source: "test".into(),
+        layer: "block5_pool".into(),
+        input_size: 32,
+        resize_filter: "nearest".into(),
+        preprocess: "rescale".into(),
+        pool: "avg".into(),
+        feature_shape: vec![1, 1, 2],
+        flatten_order: "hwc".into(),
+        augment: "none".into(),
+        views: 0,
+        manifest_sha256: "11".repeat(32),
+        classes: vec!["a".into(), "b".into()],
+        dataset_root: "/data".into(),
+    };
+    let mut w = FeaturesWriter::create(path, &provenance).unwrap();
+    w.write(&FeatureBatch {
+        paths: vec!["a/x.png".into()],
+        sha256: vec!["aa".repeat(32)],
+        labels: vec![0],
+        splits: vec![Split::Train],
+        views: vec![0],
+        values: vec![1.0, 2.0],
+    })
+    .unwrap();
+    w.finish().unwrap();
+}
+
+/// The footer's `FileMetaData` with one more field, unknown to parquet (id 100): a list of
+/// 2^31 - 1 booleans in 9 bytes. parquet 60 skips a boolean element without reading a
+/// byte, so it looped 2^31 times (the `read_features` target's timeout, rebuilt here from
+/// a valid file); the footer is now refused before parquet parses it.
+#[test]
+fn a_footer_with_a_list_of_2_to_the_31_booleans_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("features.parquet");
+    features_file(&path);
+    Features::read(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    assert_eq!(bytes[n - 9], 0, "FileMetaData ends with its stop byte");
+    let field = [0x09, 0xC8, 0x01, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x07];
+    bytes.splice(n - 9..n - 9, field);
+    let new_len = (meta_len + field.len()) as u32;
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&new_len.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let start = std::time::Instant::now();
+    for err in [
+        Features::read(&path).map(|_| ()).unwrap_err(),
+        FeaturesFile::open(&path).map(|_| ()).unwrap_err(),
+        read_features_meta(&path).map(|_| ()).unwrap_err(),
+    ] {
+        refused_as(&path, Err::<(), _>(err), "a list of 2147483647 booleans");
+    }
+    let took = start.elapsed();
+    assert!(took.as_secs() < 10, "took {took:?}");
 }
