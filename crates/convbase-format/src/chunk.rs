@@ -89,7 +89,7 @@ impl ChunkReader for ParquetFile {
         }
         let bytes = self.file.get_bytes(start, length)?;
         if length > 0 && start + length as u64 + FOOTER_TAIL == self.len {
-            thrift::walk_struct(&mut thrift::Slice(&bytes))
+            thrift::walk_footer(&mut thrift::Slice(&bytes))
                 .map_err(|stop| self.malformed("the footer's metadata".into(), stop))?;
         }
         Ok(bytes)

@@ -102,6 +102,97 @@ pub(crate) fn walk_struct(src: &mut impl Source) -> Result<(), Stop> {
     skip(src, 12, 0)
 }
 
+/// Walks the footer's `FileMetaData` like [`walk_struct`], also checking its schema: a
+/// schema element declaring more children than the schema has elements is refused (parquet
+/// 60 reserves room for them before reading any: a footer declaring 2^30 children made it
+/// allocate 8 GiB, found by `fuzz/` as out-of-memory; where the allocation fails, the
+/// process aborts).
+pub(crate) fn walk_footer(src: &mut impl Source) -> Result<(), Stop> {
+    let mut id = 0i64;
+    loop {
+        let header = src.byte()?;
+        if header & 0x0f == 0 {
+            return Ok(());
+        }
+        id = field_id(src, header, id)?;
+        let ty = header & 0x0f;
+        if id != 2 || ty != 9 {
+            skip(src, ty, 1)?;
+            continue;
+        }
+        // FileMetaData.schema: list<SchemaElement>.
+        let (element, count) = list_header(src)?;
+        if element == 12 {
+            if count > src.left() {
+                return Err(Stop::PastEnd);
+            }
+            for _ in 0..count {
+                schema_element(src, count)?;
+            }
+        } else {
+            list_elements(src, element, count, 1)?;
+        }
+    }
+}
+
+/// One `SchemaElement`, whose `num_children` (field 5, i32) may not exceed `elements`.
+fn schema_element(src: &mut impl Source, elements: u64) -> Result<(), Stop> {
+    let mut id = 0i64;
+    loop {
+        let header = src.byte()?;
+        if header & 0x0f == 0 {
+            return Ok(());
+        }
+        id = field_id(src, header, id)?;
+        let ty = header & 0x0f;
+        if id == 5 && ty == 5 {
+            let children = zigzag(varint(src)?);
+            if children > 0 && children as u64 > elements {
+                return Err(Stop::Refused(format!(
+                    "a schema element with {children} children in a schema of {elements} elements"
+                )));
+            }
+        } else {
+            skip(src, ty, 2)?;
+        }
+    }
+}
+
+/// The id of the field whose header byte is `header`, after the field `last`.
+fn field_id(src: &mut impl Source, header: u8, last: i64) -> Result<i64, Stop> {
+    match header >> 4 {
+        0 => Ok(zigzag(varint(src)?)),
+        delta => Ok(last + i64::from(delta)),
+    }
+}
+
+fn zigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// A list or set header: element type and count (an empty list may have type 0).
+fn list_header(src: &mut impl Source) -> Result<(u8, u64), Stop> {
+    let header = src.byte()?;
+    if header == 0 {
+        return Ok((3, 0));
+    }
+    let count = match header >> 4 {
+        15 => varint(src)?,
+        n => u64::from(n),
+    };
+    Ok((header & 0x0f, count))
+}
+
+/// The elements of a list or set; one of booleans is refused (see the module docs).
+fn list_elements(src: &mut impl Source, element: u8, count: u64, depth: usize) -> Result<(), Stop> {
+    if matches!(element, 1 | 2) && count > 0 {
+        return Err(Stop::Refused(format!(
+            "a list of {count} booleans (no Parquet footer or page header has one)"
+        )));
+    }
+    elements(src, count, &[element], depth)
+}
+
 fn varint(src: &mut impl Source) -> Result<u64, Stop> {
     let mut value = 0u64;
     for shift in (0..70).step_by(7) {
@@ -132,21 +223,8 @@ fn skip(src: &mut impl Source, ty: u8, depth: usize) -> Result<(), Stop> {
             src.advance(len)
         }
         9 | 10 => {
-            let header = src.byte()?;
-            if header == 0 {
-                return Ok(()); // an empty list some writers mark with element type 0
-            }
-            let element = header & 0x0f;
-            let count = match header >> 4 {
-                15 => varint(src)?,
-                n => u64::from(n),
-            };
-            if matches!(element, 1 | 2) && count > 0 {
-                return Err(Stop::Refused(format!(
-                    "a list of {count} booleans (no Parquet footer or page header has one)"
-                )));
-            }
-            elements(src, count, &[element], depth)
+            let (element, count) = list_header(src)?;
+            list_elements(src, element, count, depth)
         }
         11 => {
             let count = varint(src)?;
@@ -167,9 +245,7 @@ fn skip(src: &mut impl Source, ty: u8, depth: usize) -> Result<(), Stop> {
             if header & 0x0f == 0 {
                 return Ok(());
             }
-            if header >> 4 == 0 {
-                varint(src)?; // the field id, when not a delta
-            }
+            field_id(src, header, 0)?; // read when not a delta
             skip(src, header & 0x0f, depth + 1)?;
         },
         13 => src.advance(16),
@@ -279,6 +355,45 @@ mod tests {
             matches!(walk_struct(&mut src), Err(Stop::Io(_))),
             "short file"
         );
+    }
+
+    /// A `FileMetaData` holding version 1 and a schema of a root with `children` children
+    /// and one leaf.
+    fn footer(children: u32) -> Vec<u8> {
+        let mut s = vec![0x15, 0x02, 0x19, 0x2C]; // version 1; schema: a list of 2 structs
+        let mut root = vec![0x48, 0x01, b'r', 0x15]; // name (field 4) "r", num_children
+        let mut v = u64::from(children) << 1;
+        while v >= 0x80 {
+            root.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        root.push(v as u8);
+        root.push(0x00);
+        s.extend_from_slice(&root);
+        s.extend_from_slice(&[0x15, 0x02, 0x38, 0x01, b'x', 0x00]); // type, name "x"
+        s.push(0x00);
+        s
+    }
+
+    #[test]
+    fn refuses_a_schema_element_with_more_children_than_the_schema_has() {
+        let walk_footer_of = |bytes: &[u8]| {
+            let mut src = Slice(bytes);
+            walk_footer(&mut src)
+                .map(|()| src.0.len())
+                .map_err(|stop| match stop {
+                    Stop::Refused(why) => why,
+                    other => format!("{other:?}"),
+                })
+        };
+        assert_eq!(walk_footer_of(&footer(1)), Ok(0));
+        assert_eq!(walk(&footer(1)), Ok(0), "a struct like any other");
+        let why = walk_footer_of(&footer(1 << 30)).unwrap_err();
+        assert!(
+            why.contains("1073741824 children in a schema of 2 elements"),
+            "{why}"
+        );
+        assert!(walk_footer_of(&footer(3)).is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Files found by `scripts/fuzz.sh` that made a reader panic inside parquet 60 (a negative
 //! column chunk offset; a dictionary-encoded page without its dictionary) or run for
 //! minutes (a page header whose unknown field parquet skips past the end of the file; a
-//! footer whose unknown field is a list of 2^31 booleans). Each must be refused with an
-//! error that names the file, as input rejected (exit code 3).
+//! footer whose unknown field is a list of 2^31 booleans) or reserve gigabytes (a schema
+//! element declaring 2^30 children). Each must be refused with an error that names the
+//! file, as input rejected (exit code 3).
 
 use std::path::{Path, PathBuf};
 
@@ -144,16 +145,12 @@ fn a_footer_with_a_list_of_2_to_the_31_booleans_is_refused_at_once() {
     let path = dir.path().join("features.parquet");
     features_file(&path);
     Features::read(&path).unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
-    assert_eq!(bytes[n - 9], 0, "FileMetaData ends with its stop byte");
-    let field = [0x09, 0xC8, 0x01, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x07];
-    bytes.splice(n - 9..n - 9, field);
-    let new_len = (meta_len + field.len()) as u32;
-    let n = bytes.len();
-    bytes[n - 8..n - 4].copy_from_slice(&new_len.to_le_bytes());
-    std::fs::write(&path, &bytes).unwrap();
+    edit_footer(&path, |meta| {
+        let stop = meta.len() - 1;
+        assert_eq!(meta[stop], 0, "FileMetaData ends with its stop byte");
+        let field = [0x09, 0xC8, 0x01, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x07];
+        meta.splice(stop..stop, field);
+    });
 
     let start = std::time::Instant::now();
     for err in [
@@ -165,4 +162,56 @@ fn a_footer_with_a_list_of_2_to_the_31_booleans_is_refused_at_once() {
     }
     let took = start.elapsed();
     assert!(took.as_secs() < 10, "took {took:?}");
+}
+
+/// Rewrites the footer's `FileMetaData` of `path`: `edit` changes its bytes.
+fn edit_footer(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+    let mut meta = bytes[n - 8 - meta_len..n - 8].to_vec();
+    edit(&mut meta);
+    let mut out = bytes[..n - 8 - meta_len].to_vec();
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"PAR1");
+    std::fs::write(path, out).unwrap();
+}
+
+/// The schema's root (`arrow_schema`, 6 columns) declaring 2^30 children: parquet 60
+/// reserved room for them (8 GiB) before reading any (the `read_features` target's
+/// out-of-memory input, rebuilt here from a valid file). Refused before parquet parses it.
+#[test]
+fn a_schema_root_declaring_2_to_the_30_children_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("features.parquet");
+    features_file(&path);
+    edit_footer(&path, |meta| {
+        // name (field 4): "arrow_schema", then num_children (field 5, zigzag varint): 6.
+        let root = b"\x48\x0carrow_schema\x15\x0c";
+        let at = meta
+            .windows(root.len())
+            .position(|w| w == root)
+            .expect("the root schema element");
+        let children = 1u64 << 31; // zigzag of 2^30
+        let mut varint = Vec::new();
+        let mut v = children;
+        while v >= 0x80 {
+            varint.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        varint.push(v as u8);
+        let end = at + root.len();
+        meta.splice(end - 1..end, varint);
+    });
+    for err in [
+        Features::read(&path).map(|_| ()).unwrap_err(),
+        read_features_meta(&path).map(|_| ()).unwrap_err(),
+    ] {
+        refused_as(
+            &path,
+            Err::<(), _>(err),
+            "1073741824 children in a schema of",
+        );
+    }
 }
