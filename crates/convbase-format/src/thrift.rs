@@ -146,7 +146,7 @@ fn schema_element(src: &mut impl Source, elements: u64) -> Result<(), Stop> {
         id = field_id(src, header, id)?;
         let ty = header & 0x0f;
         if id == 5 && ty == 5 {
-            let children = zigzag(varint(src)?);
+            let children = zigzag(varint(src)?) as i32; // parquet truncates as well
             if children > 0 && children as u64 > elements {
                 return Err(Stop::Refused(format!(
                     "a schema element with {children} children in a schema of {elements} elements"
@@ -161,7 +161,7 @@ fn schema_element(src: &mut impl Source, elements: u64) -> Result<(), Stop> {
 /// The id of the field whose header byte is `header`, after the field `last`.
 fn field_id(src: &mut impl Source, header: u8, last: i64) -> Result<i64, Stop> {
     match header >> 4 {
-        0 => Ok(zigzag(varint(src)?)),
+        0 => Ok(i64::from(zigzag(varint(src)?) as i16)), // parquet truncates as well
         delta => Ok(last + i64::from(delta)),
     }
 }
@@ -394,6 +394,26 @@ mod tests {
             "{why}"
         );
         assert!(walk_footer_of(&footer(3)).is_err());
+        // parquet reads the i32 from a longer varint by truncating it: so does the walk
+        // (the fuzz input's -16106127360 is 2^30 children).
+        let mut long = footer(1);
+        let at = long.windows(2).position(|w| w == [0x15, 0x02]).unwrap();
+        let mut huge = Vec::new();
+        let mut v = 32212254719u64; // zigzag of -16106127360
+        while v >= 0x80 {
+            huge.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        huge.push(v as u8);
+        let at = at
+            + 2
+            + long[at + 2..]
+                .windows(2)
+                .position(|w| w == [0x15, 0x02])
+                .unwrap();
+        long.splice(at + 1..at + 2, huge);
+        let why = walk_footer_of(&long).unwrap_err();
+        assert!(why.contains("1073741824 children"), "{why}");
     }
 
     #[test]

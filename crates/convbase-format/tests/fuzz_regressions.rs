@@ -214,4 +214,12 @@ fn a_schema_root_declaring_2_to_the_30_children_is_refused() {
             "1073741824 children in a schema of",
         );
     }
+    // The fuzz input itself: a leaf declaring -16106127360 children, which parquet reads
+    // as the i32 2^30.
+    let found = input("features-schema-element-2-to-the-30-children.parquet");
+    refused_as(
+        &found,
+        Features::read(&found),
+        "1073741824 children in a schema of 9 elements",
+    );
 }
