@@ -14,8 +14,8 @@ use crate::thrift;
 /// A Parquet file as parquet's readers see it: like `File`, except that a read past the
 /// end of the file is an error instead of returning no bytes, a range to load is checked
 /// against the file's length before its buffer is allocated, and the footer and each page
-/// header are checked for a container of booleans before parquet parses them (see
-/// [`crate::thrift`]).
+/// header are checked for the shapes parquet 60 loops or over-allocates on before parquet
+/// parses them (see [`crate::thrift`]).
 ///
 /// parquet 60 skips an unknown thrift field of a page header element by element, and each
 /// skip of a missing byte string ends quietly at the end of the file: a page header

@@ -1,5 +1,7 @@
 //! A check of the thrift structs parquet parses (the footer's `FileMetaData`, each page
-//! header) for the one shape on which parquet 60 loops without reading input.
+//! header) for the shape on which parquet 60 loops without reading input, and (in the
+//! footer) for a schema element declaring more children than the schema holds, for which
+//! parquet 60 reserves memory before reading any ([`walk_footer`]).
 //!
 //! parquet 60 skips a field it does not know by its wire type, and skips a boolean element
 //! of a list, set or map without reading anything (in the compact protocol each takes a
