@@ -9,8 +9,9 @@
 # its executions. The corpus in fuzz/corpus/TARGET (not committed) is seeded on first use
 # with real inputs: the bad-image corpus of scripts/dev/make-bad-corpus.py, and contract
 # files the release binaries write for 8 demo images. libFuzzer runs in fork mode and goes
-# on after a crash, so one known crash does not hide others; each crashing input is left
-# under fuzz/artifacts/TARGET/ and makes the script exit 1. Minimise one with
+# on after a crash, so one known crash does not hide others; each crashing input (and any
+# input that runs out of memory or time: a bug too on inputs this small) is left under
+# fuzz/artifacts/TARGET/ and makes the script exit 1. Minimise one with
 #   cd fuzz && cargo +nightly fuzz tmin -O TARGET artifacts/TARGET/crash-...
 # and turn it into a regression test of the crate at fault.
 #
@@ -34,14 +35,17 @@ say() { echo "==> $*" >&2; }
 
 seed_corpus() {
   local corpus=fuzz/corpus
-  [ -d "$corpus/decode_image" ] && [ -d "$corpus/read_features" ] && return
+  # Seeded last, so a seeding that was interrupted is done again.
+  [ -e "$corpus/.seeded" ] && return
   say "seeding fuzz/corpus"
   local tmp; tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
   mkdir -p "$corpus"/{decode_image,read_manifest,read_features,read_predictions}
   .venv/bin/python scripts/dev/make-bad-corpus.py images "$tmp/images" >/dev/null
   find "$tmp/images/data" -type f -size -64k -exec cp {} "$corpus/decode_image/" \;
-  cargo build --release --quiet --bins -p convbase-data -p convbase-extract -p convbase-head-dense
+  # The workspace's binaries (those the tests use): building a few packages alone would
+  # resolve other features and compile the dependencies a second time.
+  cargo build --release --quiet --bins
   local bin=target/release
   for split in train validation; do
     for class in shirt tshirt; do
@@ -61,6 +65,7 @@ seed_corpus() {
   for t in read_manifest read_features read_predictions; do
     cp -n "$corpus"/read_{manifest,features,predictions}/*.parquet "$corpus/$t/" 2>/dev/null || true
   done
+  touch "$corpus/.seeded"
 }
 
 seed_corpus
@@ -77,7 +82,10 @@ for t in "${targets[@]}"; do
   say "$t: ${secs}s"
   log=fuzz/artifacts/$t.log
   mkdir -p "fuzz/artifacts/$t"
-  before=$(ls "fuzz/artifacts/$t" | grep -c '^crash-' || true)
+  # Crashes, and also out-of-memory and timeout inputs: on a small input either is a bug
+  # (a huge allocation from a declared size, a slow path), not noise.
+  findings() { ls "fuzz/artifacts/$t" | grep -cE '^(crash|oom|timeout)-' || true; }
+  before=$(findings)
   (cd fuzz && cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
       -fork=1 -ignore_crashes=1 -max_total_time="$secs" -max_len=$max_len -timeout=10 \
       -rss_limit_mb=4096) >"$log" 2>&1 || true
@@ -86,10 +94,10 @@ for t in "${targets[@]}"; do
   execs=$(echo "$last" | sed -E 's/^#([0-9]+):.*/\1/')
   cov=$(echo "$last" | sed -E 's/.*cov: ([0-9]+).*/\1/')
   crashes=$(echo "$last" | sed -E 's|.*oom/timeout/crash: ([0-9/]+).*|\1|')
-  new=$(( $(ls "fuzz/artifacts/$t" | grep -c '^crash-' || true) - before ))
-  if [ "$new" -gt 0 ] || [ "${crashes##*/}" != 0 ]; then
+  new=$(( $(findings) - before ))
+  if [ "$new" -gt 0 ] || [ "${crashes:-?}" != 0/0/0 ]; then
     failed=1
-    summary+=("$t: ${execs:-?} executions, coverage ${cov:-?}, oom/timeout/crash ${crashes:-?}: $new new crashing inputs in fuzz/artifacts/$t/")
+    summary+=("$t: ${execs:-?} executions, coverage ${cov:-?}, oom/timeout/crash ${crashes:-?}: $new new crash/oom/timeout inputs in fuzz/artifacts/$t/ (log: $log)")
     grep -m1 -A1 'panicked at' "$log" >&2 || true
   else
     summary+=("$t: ${execs:-?} executions, coverage ${cov:-?}, oom/timeout/crash ${crashes:-?}")

@@ -1,6 +1,5 @@
 //! `features.parquet`: conv-base outputs, one row per (image, view).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -383,8 +382,8 @@ impl FeaturesFile {
 
     /// A reader over the file, opened anew: holding no descriptor between reads lets a
     /// caller keep thousands of these (one per journal chunk) open.
-    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-        let file = File::open(&self.path).map_err(|e| FormatError::io(&self.path, e))?;
+    fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<meta::ParquetFile>> {
+        let file = meta::ParquetFile::open(&self.path)?;
         Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
             file,
             self.metadata.clone(),

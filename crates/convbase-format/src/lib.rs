@@ -10,12 +10,14 @@
 //! - [`Predictions`]: a head's class probabilities, one row per (image, view).
 
 mod atomic;
+mod chunk;
 mod error;
 mod features;
 mod manifest;
 mod meta;
 mod predictions;
 mod split;
+mod thrift;
 
 pub use atomic::{AtomicFile, write_atomically};
 pub use error::{FormatError, Result};

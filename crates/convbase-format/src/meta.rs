@@ -22,7 +22,9 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::atomic::AtomicFile;
+pub(crate) use crate::chunk::ParquetFile;
 use crate::error::{FormatError, Result};
+use parquet::file::reader::Length;
 
 /// Version of the schemas in this crate. A reader refuses files from a newer version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -187,7 +189,7 @@ pub(crate) fn write_file(dest: &Path, footer: &Footer, batch: &RecordBatch) -> R
 pub(crate) fn open(
     path: &Path,
     kind: FileKind,
-) -> Result<(Footer, ParquetRecordBatchReaderBuilder<File>)> {
+) -> Result<(Footer, ParquetRecordBatchReaderBuilder<ParquetFile>)> {
     let (footer, file, metadata) = open_metadata(path, kind)?;
     Ok((
         footer,
@@ -200,8 +202,8 @@ pub(crate) fn open(
 pub(crate) fn open_metadata(
     path: &Path,
     kind: FileKind,
-) -> Result<(Footer, File, ArrowReaderMetadata)> {
-    let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+) -> Result<(Footer, ParquetFile, ArrowReaderMetadata)> {
+    let file = ParquetFile::open(path)?;
     let metadata = guarded(path, || {
         ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).map_err(|source| {
             FormatError::Parquet {
@@ -210,7 +212,7 @@ pub(crate) fn open_metadata(
             }
         })
     })?;
-    check_column_chunks(path, &metadata)?;
+    check_column_chunks(path, &metadata, file.len())?;
     let mut footer = Footer::default();
     if let Some(kvs) = metadata.metadata().file_metadata().key_value_metadata() {
         for kv in kvs {
@@ -246,7 +248,7 @@ pub(crate) fn open_metadata(
 /// Reads every record batch of an opened file.
 pub(crate) fn read_batches(
     path: &Path,
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    builder: ParquetRecordBatchReaderBuilder<ParquetFile>,
 ) -> Result<Vec<RecordBatch>> {
     guarded(path, || {
         let reader =
@@ -284,18 +286,20 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// Refuses column chunks with a negative offset or size, which parquet 60 would otherwise
-/// meet with a panic (`ColumnChunkMetaData::byte_range`) when building a reader.
-fn check_column_chunks(path: &Path, metadata: &ArrowReaderMetadata) -> Result<()> {
+/// meet with a panic (`ColumnChunkMetaData::byte_range`) when building a reader, and
+/// column chunks that do not lie inside the file (`len` bytes).
+fn check_column_chunks(path: &Path, metadata: &ArrowReaderMetadata, len: u64) -> Result<()> {
     for (g, group) in metadata.metadata().row_groups().iter().enumerate() {
         for column in group.columns() {
             let start = column
                 .dictionary_page_offset()
                 .unwrap_or(column.data_page_offset());
-            if start < 0 || column.compressed_size() < 0 {
+            let end = start.checked_add(column.compressed_size());
+            if start < 0 || column.compressed_size() < 0 || end.is_none_or(|end| end as u64 > len) {
                 return Err(FormatError::Invalid {
                     path: path.to_path_buf(),
                     problem: format!(
-                        "malformed Parquet file: row group {g}, column `{}` has offset {start} and size {}",
+                        "malformed Parquet file: row group {g}, column `{}` has offset {start} and size {} (the file has {len} bytes)",
                         column.column_path(),
                         column.compressed_size()
                     ),
