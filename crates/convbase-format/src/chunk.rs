@@ -53,28 +53,22 @@ impl ChunkReader for ParquetFile {
     type T = UpToEnd<BufReader<File>>;
 
     /// parquet asks for a stream to read the 8-byte footer tail from, and one to read each
-    /// page header from (then loads the page with `get_bytes`).
+    /// page header from (then loads the page with `get_bytes`). It also asks for one at a
+    /// page's data after peeking at its header, and then reads nothing from it; so the
+    /// page header is walked when the stream is first read, not when it is asked for.
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         if start > self.len {
             return Err(self.past_end(format!("reading from offset {start}")));
         }
-        let at = |start| -> parquet::errors::Result<BufReader<File>> {
-            let mut file = self.file.try_clone()?;
-            file.seek(SeekFrom::Start(start))?;
-            Ok(BufReader::new(file))
-        };
-        if start + FOOTER_TAIL < self.len {
-            let mut header = thrift::Stream {
-                reader: at(start)?,
-                left: self.len - start,
-            };
-            thrift::walk_struct(&mut header).map_err(|stop| {
-                self.malformed(format!("the page header at offset {start}"), stop)
-            })?;
-        }
+        let walk = (start + FOOTER_TAIL < self.len).then(|| HeaderWalk {
+            file: self.file.try_clone(),
+            start,
+            len: self.len,
+        });
         Ok(UpToEnd {
-            inner: at(start)?,
+            inner: self.reader_at(start)?,
             left: self.len - start,
+            walk,
         })
     }
 
@@ -109,19 +103,65 @@ impl ParquetFile {
             thrift::Stop::Io(e) => ParquetError::External(Box::new(e)),
         }
     }
+
+    fn reader_at(&self, start: u64) -> std::io::Result<BufReader<File>> {
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        Ok(BufReader::new(file))
+    }
 }
 
-/// A reader of the rest of a file that fails when asked for bytes beyond its end.
+/// The walk of the page header at `start`, done before the first byte is read from there.
+#[derive(Debug)]
+pub(crate) struct HeaderWalk {
+    file: std::io::Result<File>,
+    start: u64,
+    len: u64,
+}
+
+impl HeaderWalk {
+    /// Runs before the stream reads anything. A cloned `File` shares its offset with the
+    /// stream's, so the offset is put back where the stream starts.
+    fn run(self) -> std::io::Result<()> {
+        let mut file = self.file?;
+        file.seek(SeekFrom::Start(self.start))?;
+        let mut header = thrift::Stream {
+            reader: BufReader::new(file.try_clone()?),
+            left: self.len - self.start,
+        };
+        let walked = thrift::walk_struct(&mut header);
+        file.seek(SeekFrom::Start(self.start))?;
+        let what = format!("the page header at offset {}", self.start);
+        walked.map_err(|stop| match stop {
+            thrift::Stop::PastEnd => std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{what} runs past the end of the file ({} bytes)", self.len),
+            ),
+            thrift::Stop::Refused(why) => std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("malformed Parquet file: {what} holds {why}"),
+            ),
+            thrift::Stop::Io(e) => e,
+        })
+    }
+}
+
+/// A reader of the rest of a file that fails when asked for bytes beyond its end, and
+/// walks the page header there before its first read.
 #[derive(Debug)]
 pub(crate) struct UpToEnd<R> {
     inner: R,
     left: u64,
+    walk: Option<HeaderWalk>,
 }
 
 impl<R: Read> Read for UpToEnd<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(walk) = self.walk.take() {
+            walk.run()?;
         }
         if self.left == 0 {
             return Err(std::io::Error::new(
@@ -178,8 +218,7 @@ mod tests {
     }
 
     /// A page header parquet 60 would loop on (an unknown field holding a list of 2^31
-    /// booleans) is refused when parquet asks for a stream to read it from; a well-formed
-    /// one is read as it is.
+    /// booleans) is refused when parquet reads it; a well-formed one is read as it is.
     #[test]
     fn a_page_header_holding_a_list_of_booleans_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -195,11 +234,19 @@ mod tests {
         let mut header = [0u8; 5];
         f.get_read(4).unwrap().read_exact(&mut header).unwrap();
         assert_eq!(header, good);
-        let e = f.get_read(9).unwrap_err().to_string();
+        let e = f
+            .get_read(9)
+            .unwrap()
+            .read(&mut header)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("the page header at offset 9 holds a list of 2147483647 booleans"),
             "{e}"
         );
+        // parquet also asks for a stream at a page's data after peeking at its header, and
+        // reads nothing from it: asking is no error, whatever the bytes there.
+        f.get_read(10).unwrap();
         // The footer's tail is read as it is.
         f.get_read(bytes.len() as u64 - 8).unwrap();
     }
