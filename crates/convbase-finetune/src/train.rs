@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use convbase_cli::GlobalArgs;
-use convbase_format::{FeatureProvenance, Features, read_features_meta};
+use convbase_format::{FeatureProvenance, read_features_meta};
 use convbase_head_dense::DenseHead;
-use convbase_train::cli::TrainArgs;
-use convbase_train::data::Rows;
-use convbase_train::run_dir::{MODEL, StagedDir, write_run};
-use convbase_train::{Head, Model, RunConfig, TrainedModel, Trainer};
+use convbase_train::cli::{Session, TrainArgs};
+use convbase_train::run_dir::MODEL;
+use convbase_train::{Model, TrainedModel};
 use convbase_vgg16::{GlobalPool, Layer, Weights};
 use tracing::info;
 
@@ -173,82 +172,15 @@ pub fn train(job: &Job, args: &TrainArgs, global: &GlobalArgs) -> Result<()> {
             block4.weights_sha256
         )));
     }
-    let staged = StagedDir::create(&job.out)?;
-    let features = Features::read(&job.features)?;
-    let rows = Rows::new(&features)?;
-    let classes = block4.classes.clone();
-    let seed = args.seed.unwrap_or_else(rand::random);
+    let session = Session::start(&job.features, &job.out, args)?;
     info!(
-        "{}: {} training images ({} rows), {} validation rows, block4_pool {:?}; head from {}; \
-         seed {seed}",
-        job.features.display(),
-        rows.train_images.len(),
-        rows.train_images.iter().map(Vec::len).sum::<usize>(),
-        rows.validation.len(),
+        "{}, block4_pool {:?}; head from {}; seed {}",
+        session.summary(),
         block4.feature_shape,
         job.head_run.display(),
+        session.seed
     );
-    if rows.has_views() && !args.all_views {
-        info!("several views per training image: drawing one per image each epoch");
-    }
-    let train_labels: Vec<i32> = rows
-        .train_view0
-        .iter()
-        .map(|&i| features.rows.labels[i])
-        .collect();
-    let class_weights = args
-        .class_weight
-        .as_ref()
-        .map(|w| w.resolve(&classes, &train_labels))
-        .transpose()?;
     let (model_config, model) = start_model(&block4, &weights, &head, &job.head_run)?;
     drop(weights);
-    let optimizer = args.optimizer_config();
-    let settings = args.fit_settings();
-    let updates = optimizer.build(model.vars());
-    let mut trainer = Trainer::new(model, updates, class_weights.clone());
-
-    let bar = convbase_cli::progress(global, settings.epochs as u64, "epochs");
-    let (history, outcome) = trainer.fit(&features, &rows, &settings, seed, |m| {
-        bar.suspend(|| {
-            let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-            info!(
-                "epoch {}/{} loss {:.4} acc {:.4} val_loss {} val_acc {} {:.1}s",
-                m.epoch,
-                settings.epochs,
-                m.loss,
-                m.acc,
-                opt(m.val_loss),
-                opt(m.val_acc),
-                m.seconds
-            )
-        });
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    info!(
-        "trained {} epochs in {:.1}s ({:.1}s per epoch); weights of epoch {}",
-        outcome.epochs_run,
-        outcome.seconds,
-        outcome.seconds / outcome.epochs_run.max(1) as f64,
-        outcome.weights_epoch
-    );
-    let model = trainer.into_model();
-    let config = RunConfig {
-        head: FineTuned::NAME.to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        seed,
-        model: model_config,
-        optimizer,
-        fit: settings,
-        class_weights: class_weights.map(|w| w.0),
-        inputs: features.dim,
-        classes,
-        features_file: job.features.display().to_string(),
-        features: features.provenance.clone(),
-        outcome: Some(outcome),
-    };
-    write_run(staged, &model, &config, &history, &features)?;
-    info!("wrote {}", job.out.display());
-    Ok(())
+    Ok(session.fit_into_run(model, model_config, global)?)
 }

@@ -218,86 +218,151 @@ pub fn train<H: Head>(
     model_config: &H::Config,
     global: &GlobalArgs,
 ) -> Result<()> {
-    let features = Features::read(features_path)?;
-    let rows = Rows::new(&features)?;
-    let classes = features.provenance.classes.clone();
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let staged = StagedDir::create(out)?;
+    let session = Session::start(features_path, out, args)?;
+    let (features, seed) = (&session.features, session.seed);
     info!(
-        "{}: {} training images ({} rows), {} validation rows, {} classes, dim {}; seed {seed}",
-        features_path.display(),
-        rows.train_images.len(),
-        rows.train_images.iter().map(Vec::len).sum::<usize>(),
-        rows.validation.len(),
-        classes.len(),
+        "{}, {} classes, dim {}; seed {seed}",
+        session.summary(),
+        features.provenance.classes.len(),
         features.dim
     );
-    if rows.has_views() && !args.all_views {
-        info!("several views per training image: drawing one per image each epoch");
-    }
-    let train_labels: Vec<i32> = rows
-        .train_view0
-        .iter()
-        .map(|&i| features.rows.labels[i])
-        .collect();
-    let class_weights = args
-        .class_weight
-        .as_ref()
-        .map(|w| w.resolve(&classes, &train_labels))
-        .transpose()?;
-    if let Some(w) = &class_weights {
-        info!("class weights {:?}", w.0);
-    }
-    let optimizer = args.optimizer_config();
-    let settings = args.fit_settings();
-    let model = Model::<H>::init(model_config, features.dim, classes.len(), seed)?;
-    let updates = optimizer.build(model.vars());
-    let mut trainer = Trainer::new(model, updates, class_weights.clone());
-
-    let bar = convbase_cli::progress(global, settings.epochs as u64, "epochs");
-    let (history, outcome) = trainer.fit(&features, &rows, &settings, seed, |m| {
-        bar.suspend(|| {
-            let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-            info!(
-                "epoch {}/{} loss {:.4} acc {:.4} val_loss {} val_acc {} {:.2}s",
-                m.epoch,
-                settings.epochs,
-                m.loss,
-                m.acc,
-                opt(m.val_loss),
-                opt(m.val_acc),
-                m.seconds
-            )
-        });
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    if outcome.stopped_early {
-        info!("stopped early after epoch {}", outcome.epochs_run);
-    }
-    info!(
-        "trained {} epochs in {:.2}s; weights of epoch {}",
-        outcome.epochs_run, outcome.seconds, outcome.weights_epoch
-    );
-
-    let model = trainer.into_model();
-    let config = RunConfig {
-        head: H::NAME.to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    let model = Model::<H>::init(
+        model_config,
+        features.dim,
+        features.provenance.classes.len(),
         seed,
-        model: model_config.clone(),
-        optimizer,
-        fit: settings,
-        class_weights: class_weights.map(|w| w.0),
-        inputs: features.dim,
-        classes,
-        features_file: features_path.display().to_string(),
-        features: features.provenance.clone(),
-        outcome: Some(outcome),
-    };
-    write_run(staged, &model, &config, &history, &features)?;
-    info!("wrote {}", out.display());
-    Ok(())
+    )?;
+    session.fit_into_run(model, model_config.clone(), global)
+}
+
+/// One training run, from its features to its run directory: what every trainer binary
+/// (the heads, `convbase-finetune`) does around building its model.
+#[derive(Debug)]
+pub struct Session<'a> {
+    pub features: Features,
+    pub rows: Rows,
+    /// `--seed`, or a random one (recorded in `config.json` either way).
+    pub seed: u64,
+    features_path: &'a Path,
+    args: &'a TrainArgs,
+    out: PathBuf,
+    staged: StagedDir,
+}
+
+impl<'a> Session<'a> {
+    /// Reads the features and starts staging the run directory `out`.
+    pub fn start(features_path: &'a Path, out: &Path, args: &'a TrainArgs) -> Result<Self> {
+        let features = Features::read(features_path)?;
+        let rows = Rows::new(&features)?;
+        let staged = StagedDir::create(out)?;
+        Ok(Session {
+            features,
+            rows,
+            seed: args.seed.unwrap_or_else(rand::random),
+            features_path,
+            args,
+            out: out.to_path_buf(),
+            staged,
+        })
+    }
+
+    /// "FILE: N training images (R rows), V validation rows", for the binary's first log line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} training images ({} rows), {} validation rows",
+            self.features_path.display(),
+            self.rows.train_images.len(),
+            self.rows.train_images.iter().map(Vec::len).sum::<usize>(),
+            self.rows.validation.len(),
+        )
+    }
+
+    /// Trains `model` as the arguments say, logging each epoch, and writes the run directory.
+    pub fn fit_into_run<H: Head>(
+        self,
+        model: Model<H>,
+        model_config: H::Config,
+        global: &GlobalArgs,
+    ) -> Result<()> {
+        let Session {
+            features,
+            rows,
+            seed,
+            features_path,
+            args,
+            out,
+            staged,
+        } = self;
+        if rows.has_views() && !args.all_views {
+            info!("several views per training image: drawing one per image each epoch");
+        }
+        let classes = features.provenance.classes.clone();
+        let train_labels: Vec<i32> = rows
+            .train_view0
+            .iter()
+            .map(|&i| features.rows.labels[i])
+            .collect();
+        let class_weights = args
+            .class_weight
+            .as_ref()
+            .map(|w| w.resolve(&classes, &train_labels))
+            .transpose()?;
+        if let Some(w) = &class_weights {
+            info!("class weights {:?}", w.0);
+        }
+        let optimizer = args.optimizer_config();
+        let settings = args.fit_settings();
+        let updates = optimizer.build(model.vars());
+        let mut trainer = Trainer::new(model, updates, class_weights.clone());
+
+        let bar = convbase_cli::progress(global, settings.epochs as u64, "epochs");
+        let (history, outcome) = trainer.fit(&features, &rows, &settings, seed, |m| {
+            bar.suspend(|| {
+                let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+                info!(
+                    "epoch {}/{} loss {:.4} acc {:.4} val_loss {} val_acc {} {:.2}s",
+                    m.epoch,
+                    settings.epochs,
+                    m.loss,
+                    m.acc,
+                    opt(m.val_loss),
+                    opt(m.val_acc),
+                    m.seconds
+                )
+            });
+            bar.inc(1);
+        })?;
+        bar.finish_and_clear();
+        if outcome.stopped_early {
+            info!("stopped early after epoch {}", outcome.epochs_run);
+        }
+        info!(
+            "trained {} epochs in {:.2}s ({:.2}s per epoch); weights of epoch {}",
+            outcome.epochs_run,
+            outcome.seconds,
+            outcome.seconds / outcome.epochs_run.max(1) as f64,
+            outcome.weights_epoch
+        );
+
+        let model = trainer.into_model();
+        let config = RunConfig {
+            head: H::NAME.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            seed,
+            model: model_config,
+            optimizer,
+            fit: settings,
+            class_weights: class_weights.map(|w| w.0),
+            inputs: features.dim,
+            classes,
+            features_file: features_path.display().to_string(),
+            features: features.provenance.clone(),
+            outcome: Some(outcome),
+        };
+        write_run(staged, &model, &config, &history, &features)?;
+        info!("wrote {}", out.display());
+        Ok(())
+    }
 }
 
 /// `predict`: apply a trained run's model to a features file.

@@ -3,24 +3,10 @@
 //! and non-square inputs, batch 1 and 20, channel counts that are not multiples of 8, with and
 //! without the fused 2x2 max-pool.
 
+mod common;
+
+use common::Rng;
 use convbase_vgg16::fast::{Activations, Algorithm, Conv3x3, Isa};
-
-/// xorshift64*: reproducible values without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
-        r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| self.uniform() * scale).collect()
-    }
-}
 
 /// Direct 3x3 conv, zero padding 1, + bias, ReLU, optional 2x2/2 floor max-pool, in f64.
 /// Returns the NHWC output and, per output value, sum |w x| + |b| over its window(s): the

@@ -4,25 +4,11 @@
 //! maps, batch 1 and 20, channel counts that are not multiples of 8 or 16, more than 256
 //! channels (the GEMMs' depth blocking) and more tiles than one GEMM task takes.
 
+mod common;
+
+use common::Rng;
 use convbase_vgg16::fast::Isa;
 use convbase_vgg16::fast::train::{ConvShape, backward, forward};
-
-/// xorshift64*: reproducible values without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
-        r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| self.uniform() * scale).collect()
-    }
-}
 
 /// Values with their rounding scale: the sum of the magnitudes of the terms each one sums.
 struct Ref {

@@ -153,3 +153,20 @@ pub fn nchw_tensor(shape: &[usize], v: &[f32]) -> Tensor {
         .to_dtype(DType::F32)
         .unwrap()
 }
+
+/// xorshift64*: reproducible values without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    pub fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform() * scale).collect()
+    }
+}
