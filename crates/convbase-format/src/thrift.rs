@@ -110,17 +110,9 @@ pub(crate) fn walk_struct(src: &mut impl Source) -> Result<(), Stop> {
 /// allocate 8 GiB, found by `fuzz/` as out-of-memory; where the allocation fails, the
 /// process aborts).
 pub(crate) fn walk_footer(src: &mut impl Source) -> Result<(), Stop> {
-    let mut id = 0i64;
-    loop {
-        let header = src.byte()?;
-        if header & 0x0f == 0 {
-            return Ok(());
-        }
-        id = field_id(src, header, id)?;
-        let ty = header & 0x0f;
-        if id != 2 || ty != 9 {
-            skip(src, ty, 1)?;
-            continue;
+    fields(src, 1, |src, id, ty| {
+        if (id, ty) != (2, 9) {
+            return Ok(false);
         }
         // FileMetaData.schema: list<SchemaElement>.
         let (element, count) = list_header(src)?;
@@ -134,28 +126,44 @@ pub(crate) fn walk_footer(src: &mut impl Source) -> Result<(), Stop> {
         } else {
             list_elements(src, element, count, 1)?;
         }
-    }
+        Ok(true)
+    })
 }
 
 /// One `SchemaElement`, whose `num_children` (field 5, i32) may not exceed `elements`.
 fn schema_element(src: &mut impl Source, elements: u64) -> Result<(), Stop> {
+    fields(src, 2, |src, id, ty| {
+        if (id, ty) != (5, 5) {
+            return Ok(false);
+        }
+        let children = zigzag(varint(src)?) as i32; // parquet truncates as well
+        if children > 0 && children as u64 > elements {
+            return Err(Stop::Refused(format!(
+                "a schema element with {children} children in a schema of {elements} elements"
+            )));
+        }
+        Ok(true)
+    })
+}
+
+/// Walks the fields of the struct at the start of `src` (its fields at nesting `depth`) to
+/// its end: `visit(src, id, type)` reads a field it wants and says true, or says false to
+/// have it skipped.
+fn fields<S: Source>(
+    src: &mut S,
+    depth: usize,
+    mut visit: impl FnMut(&mut S, i64, u8) -> Result<bool, Stop>,
+) -> Result<(), Stop> {
     let mut id = 0i64;
     loop {
         let header = src.byte()?;
-        if header & 0x0f == 0 {
+        let ty = header & 0x0f;
+        if ty == 0 {
             return Ok(());
         }
         id = field_id(src, header, id)?;
-        let ty = header & 0x0f;
-        if id == 5 && ty == 5 {
-            let children = zigzag(varint(src)?) as i32; // parquet truncates as well
-            if children > 0 && children as u64 > elements {
-                return Err(Stop::Refused(format!(
-                    "a schema element with {children} children in a schema of {elements} elements"
-                )));
-            }
-        } else {
-            skip(src, ty, 2)?;
+        if !visit(src, id, ty)? {
+            skip(src, ty, depth)?;
         }
     }
 }
@@ -242,14 +250,7 @@ fn skip(src: &mut impl Source, ty: u8, depth: usize) -> Result<(), Stop> {
             }
             elements(src, count, &[key, value], depth)
         }
-        12 => loop {
-            let header = src.byte()?;
-            if header & 0x0f == 0 {
-                return Ok(());
-            }
-            field_id(src, header, 0)?; // read when not a delta
-            skip(src, header & 0x0f, depth + 1)?;
-        },
+        12 => fields(src, depth + 1, |_, _, _| Ok(false)),
         13 => src.advance(16),
         other => Err(Stop::Refused(format!("thrift type {other}"))),
     }

@@ -114,6 +114,16 @@ impl Drop for Buf {
 /// Tiles per transform task: enough to amortise a task, small enough to balance.
 const TRANSFORM_TILES: usize = 8;
 
+/// Runs `task(t0, count)` on every block of `TRANSFORM_TILES` of `tiles` tiles, in parallel.
+fn for_tile_blocks(tiles: usize, task: impl Fn(usize, usize) + Send + Sync) {
+    (0..tiles.div_ceil(TRANSFORM_TILES))
+        .into_par_iter()
+        .for_each(|b| {
+            let t0 = b * TRANSFORM_TILES;
+            task(t0, TRANSFORM_TILES.min(tiles - t0));
+        });
+}
+
 /// Most GEMM rows (tiles) one task multiplies: its rows of V (tiles x k) stay in L2 while the
 /// panels of U pass; block5's 20 x 9 tiles fit in one.
 const GEMM_TILES: usize = 192;
@@ -138,16 +148,12 @@ fn split(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
 /// B^T d B of every tile of the NHWC maps `x` (`c` channels) into `v`, in parallel.
 fn input_transform(isa: Isa, x: &[f32], g: Tiles, c: usize, v: Dom) {
     let t = g.count();
-    (0..t.div_ceil(TRANSFORM_TILES))
-        .into_par_iter()
-        .for_each(|b| {
-            let t0 = b * TRANSFORM_TILES;
-            let count = TRANSFORM_TILES.min(t - t0);
-            let rows = v.rows_from(t0);
-            // SAFETY: x holds the maps of g with c channels; v has t rows of c floats per
-            // position, this task writes rows t0..t0 + count only; the ISA runs here.
-            unsafe { wino3::input_transform(isa, x.as_ptr(), g, c, t0, count, rows) };
-        });
+    for_tile_blocks(t, |t0, count| {
+        let rows = v.rows_from(t0);
+        // SAFETY: x holds the maps of g with c channels; v has t rows of c floats per
+        // position, this task writes rows t0..t0 + count only; the ISA runs here.
+        unsafe { wino3::input_transform(isa, x.as_ptr(), g, c, t0, count, rows) };
+    });
 }
 
 /// The kernels' transform into `out` (k = c, n = o; or k = o, n = c when `flip`), in parallel
@@ -211,19 +217,15 @@ fn output_pass(isa: Isa, m: &Products, g: Tiles, n: usize, bias: Option<&[f32]>,
     let t = g.count();
     let m = m.dom;
     let bias = Shared(bias.map_or(std::ptr::null_mut(), |b| b.as_ptr().cast_mut()));
-    (0..t.div_ceil(TRANSFORM_TILES))
-        .into_par_iter()
-        .for_each(|b| {
-            let t0 = b * TRANSFORM_TILES;
-            let count = TRANSFORM_TILES.min(t - t0);
-            // SAFETY: m holds rows t0..t0 + count, every channel; this task writes the pixels
-            // of tiles t0..t0 + count of y only (bias, when not null, has n values); the ISA
-            // runs here.
-            unsafe {
-                let rows = m.rows_from(t0);
-                wino3::output_transform(isa, rows, g, t0, count, n, (0, n), bias.get(), y.get());
-            }
-        });
+    for_tile_blocks(t, |t0, count| {
+        // SAFETY: m holds rows t0..t0 + count, every channel; this task writes the pixels
+        // of tiles t0..t0 + count of y only (bias, when not null, has n values); the ISA
+        // runs here.
+        unsafe {
+            let rows = m.rows_from(t0);
+            wino3::output_transform(isa, rows, g, t0, count, n, (0, n), bias.get(), y.get());
+        }
+    });
 }
 
 /// relu(conv3x3(x, w) + b): the forward pass of a fine-tuning conv.
@@ -385,15 +387,11 @@ fn relu_grad(dy: &[f32], y: &[f32], o: usize, hw: usize, dz: &mut [f32]) -> Vec<
 /// G dZ G^T of every 3x3 tile of the NHWC maps `dz` into `out` (k = tiles, n = o).
 fn tiles_as_kernels(isa: Isa, dz: &[f32], g: Tiles, o: usize, out: Packed) {
     let t = g.count();
-    (0..t.div_ceil(TRANSFORM_TILES))
-        .into_par_iter()
-        .for_each(|b| {
-            let t0 = b * TRANSFORM_TILES;
-            let count = TRANSFORM_TILES.min(t - t0);
-            // SAFETY: dz holds the maps of g with o channels; out has t rows per panel, this
-            // task writes rows t0..t0 + count only; the ISA runs here.
-            unsafe { wino3::tiles_as_kernels(isa, dz.as_ptr(), g, o, t0, count, out) };
-        });
+    for_tile_blocks(t, |t0, count| {
+        // SAFETY: dz holds the maps of g with o channels; out has t rows per panel, this
+        // task writes rows t0..t0 + count only; the ISA runs here.
+        unsafe { wino3::tiles_as_kernels(isa, dz.as_ptr(), g, o, t0, count, out) };
+    });
 }
 
 /// The weight gradient's 25 GEMMs, V_x^T . G dZ G^T per position ((C x tiles) . (tiles x O),

@@ -23,15 +23,12 @@
 
 use super::gemm::{Panels, prefetch_l2};
 use super::isa::Isa;
-use super::winograd::{V, add, add_k, sub, zip};
+use super::winograd::{Positions, V, add, add_k, sub, zip};
 
 /// Positions in the transformed 5x5 tile.
 pub(crate) const XI: usize = 25;
 /// Output pixels per tile side.
 pub(crate) const TILE: usize = 3;
-
-/// Floats in one cache line.
-const LINE: usize = 16;
 
 /// The tiles of a batch of (N, H, W) maps: ceil(H/3) x ceil(W/3) per image, image-major.
 #[derive(Debug, Clone, Copy)]
@@ -54,52 +51,8 @@ impl Tiles {
     }
 }
 
-/// Winograd-domain rows: row r of position xi (one tile, its channels contiguous) starts at
-/// `ptr + xi * xi_stride + r * ld`. Both strides are padded by a cache line past the data (as in
-/// the inference path: natural strides put the rows one transform touches into the same L1 sets),
-/// which also leaves room for a column-major read of up to 16 columns past the width.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dom {
-    pub ptr: *mut f32,
-    pub ld: usize,
-    pub xi_stride: usize,
-}
-
-// SAFETY: a `Dom` only describes a buffer; every writer through it writes rows or columns no
-// other thread touches (documented at each use).
-unsafe impl Send for Dom {}
-// SAFETY: as above.
-unsafe impl Sync for Dom {}
-
-impl Dom {
-    /// Layout of `rows` rows of `width` floats per position at `ptr`.
-    pub fn new(ptr: *mut f32, rows: usize, width: usize) -> Self {
-        let ld = width + LINE;
-        Self {
-            ptr,
-            ld,
-            xi_stride: rows * ld + LINE,
-        }
-    }
-
-    /// Floats `rows` rows of `width` take over the 25 positions.
-    pub fn len(rows: usize, width: usize) -> usize {
-        XI * (rows * (width + LINE) + LINE)
-    }
-
-    /// Row 0 of position `xi`.
-    pub fn at(&self, xi: usize) -> *mut f32 {
-        self.ptr.wrapping_add(xi * self.xi_stride)
-    }
-
-    /// The same rows from row `r` on.
-    pub fn rows_from(&self, r: usize) -> Self {
-        Self {
-            ptr: self.ptr.wrapping_add(r * self.ld),
-            ..*self
-        }
-    }
-}
+/// Winograd-domain rows of a block of tiles: the inference path's layout, with 25 positions.
+pub(crate) type Dom = Positions<XI>;
 
 /// 25 matrices (k x n) packed as GEMM B operands: for each position, ceil(n / nr) column panels
 /// of k rows of `nr` floats, columns past n zero (the layout of `gemm::PackedB`).
@@ -111,7 +64,7 @@ pub(crate) struct Packed {
     pub panels: usize,
 }
 
-// SAFETY: as for `Dom`: writers through it write disjoint rows or panels.
+// SAFETY: as for `Positions`: writers through it write disjoint rows or panels.
 unsafe impl Send for Packed {}
 // SAFETY: as above.
 unsafe impl Sync for Packed {}

@@ -110,23 +110,34 @@ fn at<const L: usize, const F: bool>(m: [V<L>; 6]) -> [V<L>; 4] {
     ]
 }
 
-/// Where one block of tiles lives in the Winograd domain: row r of position xi (one tile, its
+/// Where one block of tiles lives in the Winograd domain of `P` positions per tile (36 for
+/// F(4x4, 3x3) here, 25 for fine-tuning's F(3x3, 3x3)): row r of position xi (one tile, its
 /// channels contiguous) starts at `ptr + xi * xi_stride + r * ld`.
 ///
 /// Both strides are padded by one cache line past the data: with the natural strides (powers
-/// of two times the tile count) the 36 rows one tile transform touches, and the rows the GEMM
-/// micro-kernel reads and writes together, would all fall into the same few L1 sets.
+/// of two times the tile count) the rows one tile transform touches, and the rows the GEMM
+/// micro-kernel reads and writes together, would all fall into the same few L1 sets. The
+/// padding also leaves room for a column-major read of up to 16 columns past the width.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Domain {
+pub(crate) struct Positions<const P: usize> {
     pub ptr: *mut f32,
     pub ld: usize,
     pub xi_stride: usize,
 }
 
+/// The inference path's blocks.
+pub(crate) type Domain = Positions<XI>;
+
+// SAFETY: a `Positions` only describes a buffer; every writer through it writes rows or
+// columns no other thread touches (documented at each use).
+unsafe impl<const P: usize> Send for Positions<P> {}
+// SAFETY: as above.
+unsafe impl<const P: usize> Sync for Positions<P> {}
+
 /// Floats in one cache line.
 const LINE: usize = 16;
 
-impl Domain {
+impl<const P: usize> Positions<P> {
     /// Layout of `rows` tiles of `width` floats at `ptr`.
     pub fn new(ptr: *mut f32, rows: usize, width: usize) -> Self {
         let ld = width + LINE;
@@ -139,12 +150,20 @@ impl Domain {
 
     /// Floats a block of `rows` tiles of `width` floats takes.
     pub fn len(rows: usize, width: usize) -> usize {
-        XI * (rows * (width + LINE) + LINE)
+        P * (rows * (width + LINE) + LINE)
     }
 
     /// Row 0 of position `xi`.
     pub fn at(&self, xi: usize) -> *mut f32 {
         self.ptr.wrapping_add(xi * self.xi_stride)
+    }
+
+    /// The same rows from row `r` on.
+    pub fn rows_from(&self, r: usize) -> Self {
+        Self {
+            ptr: self.ptr.wrapping_add(r * self.ld),
+            ..*self
+        }
     }
 }
 
