@@ -88,7 +88,7 @@ impl<H: Head> Trainer<H> {
         if let Some(p) = m.head.penalty()? {
             loss = (loss + p)?;
         }
-        let grads = loss.backward()?;
+        let grads = m.params.gradients(&loss)?;
         self.optimizer.step(&grads)?;
         let predicted = argmax_rows(&probs.flatten_all()?.to_vec1::<f32>()?, m.output.classes());
         let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();

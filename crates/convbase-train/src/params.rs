@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Result, TrainError};
+use crate::layers::KernelGrad;
 
 enum Source {
     Init(Box<ChaCha8Rng>),
@@ -25,6 +27,8 @@ pub struct Params {
     source: Source,
     device: Device,
     vars: Vec<(String, Var)>,
+    /// Variables whose gradients their layers compute outside candle's accumulation.
+    direct: Vec<(Var, KernelGrad)>,
 }
 
 impl std::fmt::Debug for Params {
@@ -41,6 +45,7 @@ impl Params {
             source: Source::Init(Box::new(rng)),
             device: device.clone(),
             vars: Vec::new(),
+            direct: Vec::new(),
         }
     }
 
@@ -53,6 +58,7 @@ impl Params {
             },
             device: device.clone(),
             vars: Vec::new(),
+            direct: Vec::new(),
         }
     }
 
@@ -131,6 +137,23 @@ impl Params {
             });
         }
         Ok(())
+    }
+
+    /// A slot where a layer leaves `var`'s gradient itself (see [`KernelGrad`]).
+    pub(crate) fn direct_gradient(&mut self, var: &Var) -> KernelGrad {
+        let slot = KernelGrad::default();
+        self.direct.push((var.clone(), slot.clone()));
+        slot
+    }
+
+    /// The gradients of `loss` with respect to every variable: candle's backward pass plus
+    /// the ones layers computed themselves. Use this, not `loss.backward()`.
+    pub fn gradients(&self, loss: &Tensor) -> candle_core::Result<GradStore> {
+        let mut grads = loss.backward()?;
+        for (var, slot) in &self.direct {
+            slot.take_into(var, &mut grads)?;
+        }
+        Ok(grads)
     }
 
     /// The variables in creation order, with their names.
