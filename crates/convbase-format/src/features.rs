@@ -164,6 +164,16 @@ impl FeatureBatch {
         self.paths.is_empty()
     }
 
+    /// Room for `rows` more rows of `dim` values.
+    fn reserve(&mut self, rows: usize, dim: usize) {
+        self.paths.reserve_exact(rows);
+        self.sha256.reserve_exact(rows);
+        self.labels.reserve_exact(rows);
+        self.splits.reserve_exact(rows);
+        self.views.reserve_exact(rows);
+        self.values.reserve_exact(rows.saturating_mul(dim));
+    }
+
     /// The feature vector of row `i`.
     pub fn row(&self, i: usize, dim: usize) -> &[f32] {
         &self.values[i * dim..(i + 1) * dim]
@@ -288,8 +298,14 @@ impl Features {
     pub fn read(path: &Path) -> Result<Features> {
         let file = FeaturesFile::open(path)?;
         let mut rows = FeatureBatch::default();
-        for batch in meta::read_batches(path, file.builder()?)? {
-            file.append(&batch, &mut rows)?;
+        // One row group decoded at a time into vectors sized once from the footer's row count:
+        // a 4000 x 8192 file is held once (131 MB) rather than as decoded batches plus a vector
+        // that doubles while it is filled.
+        rows.reserve(file.num_rows(), file.dim);
+        for g in 0..file.num_row_groups() {
+            for batch in file.read_row_group(g, None)? {
+                file.append(&batch, &mut rows)?;
+            }
         }
         Ok(Features {
             provenance: file.provenance,
