@@ -164,14 +164,16 @@ impl FeatureBatch {
         self.paths.is_empty()
     }
 
-    /// Room for `rows` more rows of `dim` values.
+    /// Room for `rows` more rows of `dim` values where it can be had: `rows` comes from a file's
+    /// footer, so it is only a hint, and a damaged footer claiming more rows than memory holds
+    /// leaves the vectors to grow as rows are read instead of aborting the process.
     fn reserve(&mut self, rows: usize, dim: usize) {
-        self.paths.reserve_exact(rows);
-        self.sha256.reserve_exact(rows);
-        self.labels.reserve_exact(rows);
-        self.splits.reserve_exact(rows);
-        self.views.reserve_exact(rows);
-        self.values.reserve_exact(rows.saturating_mul(dim));
+        let _ = self.paths.try_reserve_exact(rows);
+        let _ = self.sha256.try_reserve_exact(rows);
+        let _ = self.labels.try_reserve_exact(rows);
+        let _ = self.splits.try_reserve_exact(rows);
+        let _ = self.views.try_reserve_exact(rows);
+        let _ = self.values.try_reserve_exact(rows.saturating_mul(dim));
     }
 
     /// The feature vector of row `i`.
@@ -492,6 +494,18 @@ pub fn read_features_meta(path: &Path) -> Result<(FeatureProvenance, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A footer's row count sizes the vectors only when memory can hold them: an absurd count
+    /// (as a damaged footer may carry) reserves nothing rather than panicking or aborting.
+    #[test]
+    fn absurd_row_counts_reserve_nothing() {
+        let mut rows = FeatureBatch::default();
+        rows.reserve(usize::MAX / 16, 8192);
+        assert_eq!(rows.values.capacity(), 0);
+        assert_eq!(rows.paths.capacity(), 0);
+        rows.reserve(3, 4);
+        assert!(rows.values.capacity() >= 12 && rows.paths.capacity() >= 3);
+    }
 
     pub(crate) fn provenance() -> FeatureProvenance {
         FeatureProvenance {
