@@ -76,37 +76,112 @@ pub(super) fn add_k<const L: usize, const F: bool>(a: V<L>, k: f32, b: V<L>) -> 
     }
 }
 
+/// A vector of f32 lanes for the tile transforms below: an AVX-512 or AVX register on x86-64
+/// ([`Zmm`], [`Ymm`]), or a plain array (portable, and the last C mod N channels). Registers,
+/// not arrays of 16 or 8 floats: LLVM compiled the arrays' element-wise loops into shuffles
+/// and stack traffic (the transforms took a third of the conv base's time).
+pub(super) trait Lanes: Copy {
+    /// Floats per vector.
+    const N: usize;
+
+    /// Reads N floats.
+    ///
+    /// # Safety
+    /// `p` points at N readable floats, and the CPU runs this vector type's instructions
+    /// (every other method relies on a vector having been loaded).
+    unsafe fn load(p: *const f32) -> Self;
+
+    /// Writes N floats.
+    ///
+    /// # Safety
+    /// `p` points at N writable floats.
+    unsafe fn store(self, p: *mut f32);
+
+    fn add(self, b: Self) -> Self;
+
+    fn sub(self, b: Self) -> Self;
+
+    /// self + k * b (fused, one rounding, on x86-64).
+    fn add_k(self, k: f32, b: Self) -> Self;
+
+    fn max(self, b: Self) -> Self;
+
+    /// max(self, 0).
+    fn relu(self) -> Self;
+}
+
+impl<const L: usize> Lanes for V<L> {
+    const N: usize = L;
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: caller's contract.
+        unsafe { std::ptr::read_unaligned(p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: caller's contract.
+        unsafe { std::ptr::write_unaligned(p.cast(), self) }
+    }
+
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        add(self, b)
+    }
+
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        sub(self, b)
+    }
+
+    #[inline(always)]
+    fn add_k(self, k: f32, b: Self) -> Self {
+        add_k::<L, false>(self, k, b)
+    }
+
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        zip(self, b, f32::max)
+    }
+
+    #[inline(always)]
+    fn relu(self) -> Self {
+        zip(self, self, |x, _| x.max(0.0))
+    }
+}
+
 /// B^T d for six vectors (one column or row of the tile).
 #[inline(always)]
-fn bt<const L: usize, const F: bool>(d: [V<L>; 6]) -> [V<L>; 6] {
-    let s = sub(d[4], d[2]); // d4 - d2
-    let t = sub(d[3], d[1]); // d3 - d1
-    let u = add(d[4], d[3]); // d3 + d4
-    let w = add(d[1], d[2]); // d1 + d2
-    let x = sub(d[4], d[3]); // d4 - d3
-    let y = sub(d[1], d[2]); // d1 - d2
+fn bt<T: Lanes>(d: [T; 6]) -> [T; 6] {
+    let s = d[4].sub(d[2]); // d4 - d2
+    let t = d[3].sub(d[1]); // d3 - d1
+    let u = d[4].add(d[3]); // d3 + d4
+    let w = d[1].add(d[2]); // d1 + d2
+    let x = d[4].sub(d[3]); // d4 - d3
+    let y = d[1].sub(d[2]); // d1 - d2
     [
-        add_k::<L, F>(add_k::<L, F>(d[4], 4.0, d[0]), -5.0, d[2]), // 4 d0 - 5 d2 + d4
-        add_k::<L, F>(u, -4.0, w),                                 // -4 d1 - 4 d2 + d3 + d4
-        add_k::<L, F>(x, 4.0, y),                                  // 4 d1 - 4 d2 - d3 + d4
-        add_k::<L, F>(s, 2.0, t),                                  // -2 d1 - d2 + 2 d3 + d4
-        add_k::<L, F>(s, -2.0, t),                                 // 2 d1 - d2 - 2 d3 + d4
-        add_k::<L, F>(add_k::<L, F>(d[5], 4.0, d[1]), -5.0, d[3]), // 4 d1 - 5 d3 + d5
+        d[4].add_k(4.0, d[0]).add_k(-5.0, d[2]), // 4 d0 - 5 d2 + d4
+        u.add_k(-4.0, w),                        // -4 d1 - 4 d2 + d3 + d4
+        x.add_k(4.0, y),                         // 4 d1 - 4 d2 - d3 + d4
+        s.add_k(2.0, t),                         // -2 d1 - d2 + 2 d3 + d4
+        s.add_k(-2.0, t),                        // 2 d1 - d2 - 2 d3 + d4
+        d[5].add_k(4.0, d[1]).add_k(-5.0, d[3]), // 4 d1 - 5 d3 + d5
     ]
 }
 
 /// A^T m for six vectors: four outputs.
 #[inline(always)]
-fn at<const L: usize, const F: bool>(m: [V<L>; 6]) -> [V<L>; 4] {
-    let s12 = add(m[1], m[2]);
-    let d12 = sub(m[1], m[2]);
-    let s34 = add(m[3], m[4]);
-    let d34 = sub(m[3], m[4]);
+fn at<T: Lanes>(m: [T; 6]) -> [T; 4] {
+    let s12 = m[1].add(m[2]);
+    let d12 = m[1].sub(m[2]);
+    let s34 = m[3].add(m[4]);
+    let d34 = m[3].sub(m[4]);
     [
-        add(add(m[0], s12), s34),
-        add_k::<L, F>(d12, 2.0, d34),
-        add_k::<L, F>(s12, 4.0, s34),
-        add(add_k::<L, F>(d12, 8.0, d34), m[5]),
+        m[0].add(s12).add(s34),
+        d12.add_k(2.0, d34),
+        s12.add_k(4.0, s34),
+        d12.add_k(8.0, d34).add(m[5]),
     ]
 }
 
@@ -193,20 +268,14 @@ pub(crate) unsafe fn input_transform(
             Isa::Avx512 => x86::input_avx512(x, g, t0, count, v),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::input_avx2(x, g, t0, count, v),
-            _ => input_lanes::<4, false>(x, g, t0, count, v),
+            _ => input_lanes::<V<4>>(x, g, t0, count, v),
         }
     }
 }
 
-/// [`input_transform`] with L channels per step (and one at a time for the last C mod L).
+/// [`input_transform`] with `T::N` channels per step (and one at a time for the last C mod N).
 #[inline(always)]
-unsafe fn input_lanes<const L: usize, const F: bool>(
-    x: *const f32,
-    g: &Geometry,
-    t0: usize,
-    count: usize,
-    v: Domain,
-) {
+unsafe fn input_lanes<T: Lanes>(x: *const f32, g: &Geometry, t0: usize, count: usize, v: Domain) {
     let (th, tw) = (g.h.div_ceil(TILE), g.w.div_ceil(TILE));
     let (c, rs) = (g.c, g.wp() * g.c);
     let xi_stride = v.xi_stride;
@@ -218,73 +287,72 @@ unsafe fn input_lanes<const L: usize, const F: bool>(
             let src = x.add(g.frame_offset(i, TILE * ty, TILE * tx));
             let dst = v.ptr.add(r * v.ld);
             let mut c0 = 0;
-            while c0 + L <= c {
-                input_tile::<L, F>(src.add(c0), rs, c, dst.add(c0), xi_stride);
-                c0 += L;
+            while c0 + T::N <= c {
+                input_tile::<T>(src.add(c0), rs, c, dst.add(c0), xi_stride);
+                c0 += T::N;
             }
             while c0 < c {
-                input_tile::<1, F>(src.add(c0), rs, c, dst.add(c0), xi_stride);
+                input_tile::<V<1>>(src.add(c0), rs, c, dst.add(c0), xi_stride);
                 c0 += 1;
             }
         }
     }
 }
 
-/// B^T d B of one tile for L channels; `rs`/`ps` are the row and pixel strides of the frame.
+/// B^T d B of one tile for `T::N` channels; `rs`/`ps` are the row and pixel strides of the frame.
 #[inline(always)]
-unsafe fn input_tile<const L: usize, const F: bool>(
+unsafe fn input_tile<T: Lanes>(
     src: *const f32,
     rs: usize,
     ps: usize,
     dst: *mut f32,
     xi_stride: usize,
 ) {
-    // SAFETY: caller's contract: 6 rows of 6 pixels of L floats at src, 36 rows at dst.
+    // SAFETY: caller's contract: 6 rows of 6 pixels of N floats at src, 36 rows at dst.
     unsafe {
-        // cols[q][r]: row r of B^T d for column q of the tile. Nothing here is zero-filled
-        // first: that cost a memset per tile and channel group, 4% of the conv base's time.
-        // (Array literals of `inline(always)` calls: `from_fn`, `map` or a closure are not
-        // inlined into the `target_feature` callers, and run without AVX: 2x slower overall.)
-        let (p, st) = (src, rs);
+        // cols[q][r]: row r of B^T d for column q of the tile. Array literals of
+        // `inline(always)` calls, nothing zero-filled first (a memset per tile and channel
+        // group was 4% of the conv base's time), and no `from_fn`, `map` or closures: those
+        // are not inlined into the `target_feature` callers and ran without AVX.
         let cols = [
-            bt::<L, F>(load6(p, st)),
-            bt::<L, F>(load6(p.add(ps), st)),
-            bt::<L, F>(load6(p.add(2 * ps), st)),
-            bt::<L, F>(load6(p.add(3 * ps), st)),
-            bt::<L, F>(load6(p.add(4 * ps), st)),
-            bt::<L, F>(load6(p.add(5 * ps), st)),
+            bt(load6::<T>(src, rs)),
+            bt(load6::<T>(src.add(ps), rs)),
+            bt(load6::<T>(src.add(2 * ps), rs)),
+            bt(load6::<T>(src.add(3 * ps), rs)),
+            bt(load6::<T>(src.add(4 * ps), rs)),
+            bt(load6::<T>(src.add(5 * ps), rs)),
         ];
         for r in 0..6 {
-            let u = bt::<L, F>(nth6(&cols, r));
-            for (q, uq) in u.iter().enumerate() {
-                std::ptr::write_unaligned(dst.add((r * 6 + q) * xi_stride).cast(), *uq);
+            let u = bt(nth6(&cols, r));
+            for (q, uq) in u.into_iter().enumerate() {
+                uq.store(dst.add((r * 6 + q) * xi_stride));
             }
         }
     }
 }
 
-/// Six vectors of L floats, `stride` floats apart.
+/// Six vectors `stride` floats apart.
 ///
 /// # Safety
-/// They lie inside one allocation.
+/// As [`Lanes::load`], for each.
 #[inline(always)]
-unsafe fn load6<const L: usize>(p: *const f32, stride: usize) -> [V<L>; 6] {
+unsafe fn load6<T: Lanes>(p: *const f32, stride: usize) -> [T; 6] {
     // SAFETY: caller's contract.
     unsafe {
         [
-            std::ptr::read_unaligned(p.cast()),
-            std::ptr::read_unaligned(p.add(stride).cast()),
-            std::ptr::read_unaligned(p.add(2 * stride).cast()),
-            std::ptr::read_unaligned(p.add(3 * stride).cast()),
-            std::ptr::read_unaligned(p.add(4 * stride).cast()),
-            std::ptr::read_unaligned(p.add(5 * stride).cast()),
+            T::load(p),
+            T::load(p.add(stride)),
+            T::load(p.add(2 * stride)),
+            T::load(p.add(3 * stride)),
+            T::load(p.add(4 * stride)),
+            T::load(p.add(5 * stride)),
         ]
     }
 }
 
 /// Element `k` of each of six arrays (a column of a 6 x N table kept by rows).
 #[inline(always)]
-fn nth6<const L: usize, const N: usize>(t: &[[V<L>; N]; 6], k: usize) -> [V<L>; 6] {
+fn nth6<T: Copy, const N: usize>(t: &[[T; N]; 6], k: usize) -> [T; 6] {
     [t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]]
 }
 
@@ -317,14 +385,14 @@ pub(crate) unsafe fn output_transform(
             Isa::Avx512 => x86::output_avx512(m, g, t0, count, bias, pool, y, yg),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::output_avx2(m, g, t0, count, bias, pool, y, yg),
-            _ => output_lanes::<4, false>(m, g, t0, count, bias, pool, y, yg),
+            _ => output_lanes::<V<4>>(m, g, t0, count, bias, pool, y, yg),
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn output_lanes<const L: usize, const F: bool>(
+unsafe fn output_lanes<T: Lanes>(
     m: Domain,
     g: &Geometry,
     t0: usize,
@@ -355,9 +423,9 @@ unsafe fn output_lanes<const L: usize, const F: bool>(
             let dst = y.add(yg.frame_offset(i, oy + 1, ox + 1));
             let rs = yg.wp() * o;
             let mut c0 = 0;
-            while c0 + L <= o {
-                let b: V<L> = std::ptr::read_unaligned(bias.as_ptr().add(c0).cast());
-                output_tile::<L, F>(
+            while c0 + T::N <= o {
+                let b = T::load(bias.as_ptr().add(c0));
+                output_tile::<T>(
                     src.add(c0),
                     xi_stride,
                     b,
@@ -368,11 +436,11 @@ unsafe fn output_lanes<const L: usize, const F: bool>(
                     rows,
                     cols,
                 );
-                c0 += L;
+                c0 += T::N;
             }
             while c0 < o {
                 let b = [bias[c0]];
-                output_tile::<1, F>(
+                output_tile::<V<1>>(
                     src.add(c0),
                     xi_stride,
                     b,
@@ -389,14 +457,14 @@ unsafe fn output_lanes<const L: usize, const F: bool>(
     }
 }
 
-/// A^T m A of one tile for L channels, + bias, ReLU (after the max when pooling: both commute
-/// with the max, so the result is the same as pooling the activated outputs).
+/// A^T m A of one tile for `T::N` channels, + bias, ReLU (after the max when pooling: both
+/// commute with the max, so the result is the same as pooling the activated outputs).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn output_tile<const L: usize, const F: bool>(
+unsafe fn output_tile<T: Lanes>(
     src: *const f32,
     xi_stride: usize,
-    bias: V<L>,
+    bias: T,
     pool: bool,
     dst: *mut f32,
     rs: usize,
@@ -404,39 +472,34 @@ unsafe fn output_tile<const L: usize, const F: bool>(
     rows: usize,
     cols: usize,
 ) {
-    // SAFETY: caller's contract: 36 rows at src, `rows` x `cols` pixels of L floats at dst.
+    // SAFETY: caller's contract: 36 rows at src, `rows` x `cols` pixels of N floats at dst.
     unsafe {
-        // half[q][k]: row k of A^T m for column q of the tile (no zero-filled arrays, as in
-        // `input_tile`).
-        let (p, st) = (src, 6 * xi_stride);
+        // half[q][k]: row k of A^T m for column q of the tile (written as in `input_tile`).
+        let st = 6 * xi_stride;
         let half = [
-            at::<L, F>(load6(p, st)),
-            at::<L, F>(load6(p.add(xi_stride), st)),
-            at::<L, F>(load6(p.add(2 * xi_stride), st)),
-            at::<L, F>(load6(p.add(3 * xi_stride), st)),
-            at::<L, F>(load6(p.add(4 * xi_stride), st)),
-            at::<L, F>(load6(p.add(5 * xi_stride), st)),
+            at(load6::<T>(src, st)),
+            at(load6::<T>(src.add(xi_stride), st)),
+            at(load6::<T>(src.add(2 * xi_stride), st)),
+            at(load6::<T>(src.add(3 * xi_stride), st)),
+            at(load6::<T>(src.add(4 * xi_stride), st)),
+            at(load6::<T>(src.add(5 * xi_stride), st)),
         ];
         let yt = [
-            at::<L, F>(nth6(&half, 0)),
-            at::<L, F>(nth6(&half, 1)),
-            at::<L, F>(nth6(&half, 2)),
-            at::<L, F>(nth6(&half, 3)),
+            at(nth6(&half, 0)),
+            at(nth6(&half, 1)),
+            at(nth6(&half, 2)),
+            at(nth6(&half, 3)),
         ];
-        let act = |v: V<L>| zip(v, bias, |a, b| (a + b).max(0.0));
-        let store = |yy: usize, xx: usize, v: V<L>| {
-            std::ptr::write_unaligned(dst.add(yy * rs + xx * ps).cast(), act(v));
-        };
+        let store =
+            |yy: usize, xx: usize, v: T| v.add(bias).relu().store(dst.add(yy * rs + xx * ps));
         if pool {
             for py in 0..rows {
                 for px in 0..cols {
                     let (a, b) = (yt[2 * py], yt[2 * py + 1]);
-                    let mx = |u: V<L>, v: V<L>| zip(u, v, f32::max);
-                    store(
-                        py,
-                        px,
-                        mx(mx(a[2 * px], a[2 * px + 1]), mx(b[2 * px], b[2 * px + 1])),
-                    );
+                    let m = a[2 * px]
+                        .max(a[2 * px + 1])
+                        .max(b[2 * px].max(b[2 * px + 1]));
+                    store(py, px, m);
                 }
             }
         } else {
@@ -451,7 +514,96 @@ unsafe fn output_tile<const L: usize, const F: bool>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Domain, Geometry, input_lanes, output_lanes};
+    use std::arch::x86_64::*;
+
+    use super::{Domain, Geometry, Lanes, input_lanes, output_lanes};
+
+    /// 16 lanes in an AVX-512 register. Only [`Lanes::load`] (unsafe, on a CPU with AVX-512F)
+    /// makes one, so every other operation runs where the instructions exist.
+    #[derive(Clone, Copy)]
+    pub(super) struct Zmm(__m512);
+
+    /// 8 lanes in an AVX register (AVX2 + FMA), as [`Zmm`].
+    #[derive(Clone, Copy)]
+    pub(super) struct Ymm(__m256);
+
+    /// `Lanes` for a register type: each method one intrinsic (SAFETY for all: a value of the
+    /// type exists only on a CPU with its instructions, see `Zmm`).
+    macro_rules! lanes {
+        ($t:ident, $n:expr, $load:ident, $store:ident, $add:ident, $sub:ident, $fma:ident,
+         $set1:ident, $max:ident, $zero:ident) => {
+            impl Lanes for $t {
+                const N: usize = $n;
+
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    // SAFETY: caller's contract.
+                    Self(unsafe { $load(p) })
+                }
+
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    // SAFETY: caller's contract.
+                    unsafe { $store(p, self.0) }
+                }
+
+                #[inline(always)]
+                fn add(self, b: Self) -> Self {
+                    // SAFETY: see the macro's doc.
+                    Self(unsafe { $add(self.0, b.0) })
+                }
+
+                #[inline(always)]
+                fn sub(self, b: Self) -> Self {
+                    // SAFETY: see the macro's doc.
+                    Self(unsafe { $sub(self.0, b.0) })
+                }
+
+                #[inline(always)]
+                fn add_k(self, k: f32, b: Self) -> Self {
+                    // SAFETY: see the macro's doc.
+                    Self(unsafe { $fma($set1(k), b.0, self.0) })
+                }
+
+                #[inline(always)]
+                fn max(self, b: Self) -> Self {
+                    // SAFETY: see the macro's doc.
+                    Self(unsafe { $max(self.0, b.0) })
+                }
+
+                #[inline(always)]
+                fn relu(self) -> Self {
+                    // SAFETY: see the macro's doc.
+                    Self(unsafe { $max(self.0, $zero()) })
+                }
+            }
+        };
+    }
+
+    lanes!(
+        Zmm,
+        16,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_add_ps,
+        _mm512_sub_ps,
+        _mm512_fmadd_ps,
+        _mm512_set1_ps,
+        _mm512_max_ps,
+        _mm512_setzero_ps
+    );
+    lanes!(
+        Ymm,
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_add_ps,
+        _mm256_sub_ps,
+        _mm256_fmadd_ps,
+        _mm256_set1_ps,
+        _mm256_max_ps,
+        _mm256_setzero_ps
+    );
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn input_avx2(
@@ -461,8 +613,8 @@ mod x86 {
         count: usize,
         v: Domain,
     ) {
-        // SAFETY: forwarded contract.
-        unsafe { input_lanes::<8, true>(x, g, t0, count, v) }
+        // SAFETY: forwarded contract; this CPU has AVX2 and FMA.
+        unsafe { input_lanes::<Ymm>(x, g, t0, count, v) }
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -473,8 +625,8 @@ mod x86 {
         count: usize,
         v: Domain,
     ) {
-        // SAFETY: forwarded contract.
-        unsafe { input_lanes::<16, true>(x, g, t0, count, v) }
+        // SAFETY: forwarded contract; this CPU has AVX-512F.
+        unsafe { input_lanes::<Zmm>(x, g, t0, count, v) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -489,8 +641,8 @@ mod x86 {
         y: *mut f32,
         yg: &Geometry,
     ) {
-        // SAFETY: forwarded contract.
-        unsafe { output_lanes::<8, true>(m, g, t0, count, bias, pool, y, yg) }
+        // SAFETY: forwarded contract; this CPU has AVX2 and FMA.
+        unsafe { output_lanes::<Ymm>(m, g, t0, count, bias, pool, y, yg) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -505,8 +657,8 @@ mod x86 {
         y: *mut f32,
         yg: &Geometry,
     ) {
-        // SAFETY: forwarded contract.
-        unsafe { output_lanes::<16, true>(m, g, t0, count, bias, pool, y, yg) }
+        // SAFETY: forwarded contract; this CPU has AVX-512F.
+        unsafe { output_lanes::<Zmm>(m, g, t0, count, bias, pool, y, yg) }
     }
 }
 
@@ -529,9 +681,9 @@ mod tests {
         // Row xi = 6 * i + 0 of G g G^T with G^T's first row being (1/4, 0, 0)... instead build
         // G g directly: column 0 of (G g G^T) = (G g) * G[0][0] = (G g) / 4.
         let gg: Vec<f64> = (0..6).map(|i| f64::from(u[i * 6]) * 4.0).collect();
-        let bd = bt::<1, false>(d.map(|x| [x as f32]));
+        let bd = bt(d.map(|x| [x as f32]));
         let m: [[f32; 1]; 6] = std::array::from_fn(|i| [(gg[i] * f64::from(bd[i][0])) as f32]);
-        let y = at::<1, false>(m);
+        let y = at(m);
         for i in 0..4 {
             let want: f64 = (0..3).map(|k| gk[k] * d[i + k]).sum();
             assert!(
