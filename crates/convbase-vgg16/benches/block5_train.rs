@@ -3,7 +3,7 @@
 //! the NHWC Winograd ops fine-tuning uses (`forward_range_nhwc`), the NCHW whole-batch GEMM op
 //! (`forward_range_gemm`) and candle's conv2d (`forward_range`); and the forward pass alone.
 //! Throughput in images. Random weights (speed does not depend on their values). The widest
-//! instruction set the CPU has, capped by CONVBASE_ISA=avx512|avx2|portable.
+//! instruction set the CPU has, capped by CONVBASE_ISA=amx|avx512|avx2|portable.
 //!
 //! Run: `cargo bench -p convbase-vgg16 --bench block5_train` (`-- winograd` for one path).
 //! `scripts/bench-peers.sh --torch` times the same step against PyTorch.

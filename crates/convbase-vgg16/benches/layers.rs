@@ -3,7 +3,7 @@
 //! max-pool fused), so that a regression shows which layer it is in. Throughput is in
 //! direct-convolution FLOP (2 x multiply-adds of a plain 3x3 conv): "Gelem/s" reads as effective
 //! GFLOP/s. Random weights (speed does not depend on their values); the widest instruction set
-//! the CPU has, capped by CONVBASE_ISA=avx512|avx2|portable.
+//! the CPU has, capped by CONVBASE_ISA=amx|avx512|avx2|portable.
 //!
 //! Run: `cargo bench -p convbase-vgg16 --bench layers` (add `-- block4` to run some layers only).
 

@@ -17,6 +17,7 @@
 //! scale values before the products); the goldens bound the result against onnxruntime, and
 //! `tests/kernels.rs`, `tests/train_kernels.rs` bound both paths against f64 direct convs.
 
+mod amx;
 mod conv;
 pub(crate) mod gemm;
 mod isa;

@@ -152,6 +152,15 @@ fn wide_channels_cross_the_depth_blocking() {
 }
 
 #[test]
+fn channels_for_the_amx_tiles() {
+    // From 128 input channels the Winograd GEMMs run on AMX tiles where the CPU has them: depth
+    // and width padded to 32, rows to 32 (tiles), for a batch of 1 and of 20.
+    check([1, 1, 1, 130], 7, 10);
+    check([20, 7, 7, 133], 35, 11);
+    check([2, 9, 14, 259], 70, 12);
+}
+
+#[test]
 fn frames_reused_across_shapes_keep_zero_borders() {
     // A frame that held a larger, non-zero batch must give the same result as a fresh one.
     let mut rng = Rng(8);

@@ -65,7 +65,7 @@ enum Command {
     /// per second.
     ///
     /// Threads: the global rayon pool (RAYON_NUM_THREADS, default one per core). Kernels: the
-    /// widest instruction set the CPU has, capped by CONVBASE_ISA=avx512|avx2|portable.
+    /// widest instruction set the CPU has, capped by CONVBASE_ISA=amx|avx512|avx2|portable.
     Bench {
         /// Weights to run (path or hf: spec); speed does not depend on their values.
         weights: String,

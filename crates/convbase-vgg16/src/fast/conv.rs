@@ -6,6 +6,7 @@ use std::fmt;
 
 use rayon::prelude::*;
 
+use super::amx;
 use super::gemm::{PackedB, gemm};
 use super::isa::Isa;
 use super::winograd::{self, Domain, TILE, XI};
@@ -165,7 +166,26 @@ pub struct Conv3x3 {
     bias: Vec<f32>,
     /// Winograd: 36 packed (C x O) matrices G g G^T, one per tile position; im2col: one
     /// (9C x O) matrix, rows (kh, kw, c).
-    packed: Vec<PackedB>,
+    packed: Packed,
+}
+
+/// A conv's weights packed for its GEMMs.
+#[derive(Clone)]
+enum Packed {
+    /// For the f32 micro-kernels.
+    F32(Vec<PackedB>),
+    /// In bf16 parts for the AMX tiles (Winograd with [`Isa::Amx`]).
+    Tiles(Vec<amx::PackedB>),
+}
+
+impl Packed {
+    /// Columns of C including the zero padding.
+    fn padded_cols(&self) -> usize {
+        match self {
+            Self::F32(p) => p[0].padded_cols(),
+            Self::Tiles(p) => p[0].padded_cols(),
+        }
+    }
 }
 
 impl fmt::Debug for Conv3x3 {
@@ -237,6 +257,21 @@ fn plan_blocks(tiles: usize, mr: usize, threads: usize) -> (usize, usize) {
     (best.1, best.2)
 }
 
+/// U[o * c + c'] = G g G^T of every (o, c') kernel of OIHW weights: the Winograd side of
+/// the weights, before packing.
+fn winograd_kernels(weight: &[f32], o: usize, c: usize) -> Vec<[f32; XI]> {
+    let mut u = vec![[0f32; XI]; o * c];
+    u.par_chunks_mut(c.max(1))
+        .enumerate()
+        .for_each(|(oo, row)| {
+            for (cc, uk) in row.iter_mut().enumerate() {
+                let g: [f32; 9] = std::array::from_fn(|t| weight[(oo * c + cc) * 9 + t]);
+                *uk = winograd::transform_kernel(&g);
+            }
+        });
+    u
+}
+
 impl Conv3x3 {
     /// Prepares a conv from torchvision's OIHW weight `(o, c, 3, 3)` and bias `(o)`.
     ///
@@ -259,25 +294,27 @@ impl Conv3x3 {
         let w =
             |oo: usize, cc: usize, kh: usize, kw: usize| weight[((oo * c + cc) * 3 + kh) * 3 + kw];
         let packed = match algorithm {
-            Algorithm::Winograd => {
-                // U[xi] (c x o) = (G g G^T)[xi] for every (o, c) kernel.
-                let mut u = vec![[0f32; XI]; o * c];
-                u.par_chunks_mut(c.max(1))
-                    .enumerate()
-                    .for_each(|(oo, row)| {
-                        for (cc, uk) in row.iter_mut().enumerate() {
-                            let g: [f32; 9] = std::array::from_fn(|t| w(oo, cc, t / 3, t % 3));
-                            *uk = winograd::transform_kernel(&g);
-                        }
-                    });
-                (0..XI)
-                    .into_par_iter()
-                    .map(|xi| PackedB::new(c, o, nr, |cc, oo| u[oo * c + cc][xi]))
-                    .collect()
+            Algorithm::Winograd if isa == Isa::Amx && c >= amx::MIN_DEPTH => {
+                let u = winograd_kernels(weight, o, c);
+                Packed::Tiles(
+                    (0..XI)
+                        .into_par_iter()
+                        .map(|xi| amx::PackedB::new(c, o, |cc, oo| u[oo * c + cc][xi]))
+                        .collect(),
+                )
             }
-            Algorithm::Im2col => vec![PackedB::new(9 * c, o, nr, |k, oo| {
+            Algorithm::Winograd => {
+                let u = winograd_kernels(weight, o, c);
+                Packed::F32(
+                    (0..XI)
+                        .into_par_iter()
+                        .map(|xi| PackedB::new(c, o, nr, |cc, oo| u[oo * c + cc][xi]))
+                        .collect(),
+                )
+            }
+            Algorithm::Im2col => Packed::F32(vec![PackedB::new(9 * c, o, nr, |k, oo| {
                 w(oo, k % c, k / (3 * c), (k / c) % 3)
-            })],
+            })]),
         };
         Self {
             algorithm,
@@ -365,8 +402,11 @@ impl Conv3x3 {
     }
 
     fn winograd(&self, x: &[f32], g: &Geometry, pool: bool, out: Shared, yg: &Geometry) {
-        let (mr, _) = self.isa.mr_nr();
-        let op = self.packed[0].padded_cols();
+        let mr = match self.packed {
+            Packed::F32(_) => self.isa.mr_nr().0,
+            Packed::Tiles(_) => amx::BLOCK,
+        };
+        let op = self.packed.padded_cols();
         let c = self.c;
         let tiles = g.n * g.h.div_ceil(TILE) * g.w.div_ceil(TILE);
         let (per_block, rows) = plan_blocks(tiles, mr, rayon::current_num_threads());
@@ -385,9 +425,19 @@ impl Conv3x3 {
                 // only; the ISA was checked to run on this CPU when the conv was built.
                 unsafe {
                     winograd::input_transform(self.isa, x.as_ptr(), g, t0, count, vd);
-                    for (xi, u) in self.packed.iter().enumerate() {
-                        let then = self.packed.get(xi + 1);
-                        gemm(self.isa, rows, vd.at(xi), vd.ld, u, md.at(xi), md.ld, then);
+                    match &self.packed {
+                        Packed::F32(packed) => {
+                            for (xi, u) in packed.iter().enumerate() {
+                                let then = packed.get(xi + 1);
+                                gemm(self.isa, rows, vd.at(xi), vd.ld, u, md.at(xi), md.ld, then);
+                            }
+                        }
+                        Packed::Tiles(packed) => {
+                            for (xi, u) in packed.iter().enumerate() {
+                                let then = packed.get(xi + 1);
+                                amx::gemm(rows, vd.at(xi), vd.ld, u, then, md.at(xi), md.ld);
+                            }
+                        }
                     }
                     winograd::output_transform(
                         self.isa,
@@ -407,7 +457,10 @@ impl Conv3x3 {
 
     fn im2col(&self, x: &[f32], g: &Geometry, pool: bool, out: Shared, yg: &Geometry) {
         let (mr, _) = self.isa.mr_nr();
-        let w = &self.packed[0];
+        let Packed::F32(packed) = &self.packed else {
+            unreachable!("im2col weights are packed for the f32 kernels")
+        };
+        let w = &packed[0];
         let op = w.padded_cols();
         let (c, k) = (self.c, 9 * self.c);
         // Tasks of two output rows (one pooled row), pixels padded to a multiple of MR.

@@ -295,7 +295,7 @@ unsafe fn kernel<const COL: bool>(
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::kernel_avx512::<COL>(k, a, lda, b, c, ldc, acc, stream),
+            Isa::Avx512 | Isa::Amx => x86::kernel_avx512::<COL>(k, a, lda, b, c, ldc, acc, stream),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::kernel_avx2::<COL>(k, a, lda, b, c, ldc, acc, stream),
             _ => kernel_portable::<COL>(k, a, lda, b, c, ldc, acc),

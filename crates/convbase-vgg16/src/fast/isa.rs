@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use crate::error::ParseError;
 
-/// Environment variable that caps the instruction set (`avx512`, `avx2` or `portable`), e.g. to
-/// measure the AVX2 kernels on a CPU that also has AVX-512.
+/// Environment variable that caps the instruction set (`amx`, `avx512`, `avx2` or `portable`),
+/// e.g. to measure the AVX2 kernels on a CPU that also has AVX-512.
 pub const ISA_ENV: &str = "CONVBASE_ISA";
 
 /// The kernels' instruction set. Ordered from the most portable to the widest.
@@ -18,6 +18,9 @@ pub enum Isa {
     Avx2,
     /// 512-bit AVX-512F: 12x32 GEMM micro-kernel.
     Avx512,
+    /// AVX-512F, and Intel AMX-BF16 tiles for the inference Winograd GEMMs (f32 accuracy
+    /// from six bf16 tile products, see `amx.rs`); everything else as `Avx512`.
+    Amx,
 }
 
 impl Isa {
@@ -50,6 +53,9 @@ impl Isa {
             if is_x86_feature_detected!("avx512f") {
                 v.push(Self::Avx512);
             }
+            if super::amx::usable() {
+                v.push(Self::Amx);
+            }
         }
         v
     }
@@ -59,7 +65,7 @@ impl Isa {
         match self {
             Self::Portable => (4, 16),
             Self::Avx2 => (6, 16),
-            Self::Avx512 => (12, 32),
+            Self::Avx512 | Self::Amx => (12, 32),
         }
     }
 }
@@ -70,6 +76,7 @@ impl fmt::Display for Isa {
             Self::Portable => "portable",
             Self::Avx2 => "avx2",
             Self::Avx512 => "avx512",
+            Self::Amx => "amx",
         })
     }
 }
@@ -81,10 +88,11 @@ impl FromStr for Isa {
             "portable" => Ok(Self::Portable),
             "avx2" => Ok(Self::Avx2),
             "avx512" => Ok(Self::Avx512),
+            "amx" => Ok(Self::Amx),
             _ => Err(ParseError {
                 what: "instruction set",
                 got: s.to_string(),
-                expected: "avx512, avx2, portable".into(),
+                expected: "amx, avx512, avx2, portable".into(),
             }),
         }
     }

@@ -534,7 +534,7 @@ macro_rules! isa_fns {
                 }
                 match isa {
                     // SAFETY: forwarded contract; the ISA runs on this CPU.
-                    Isa::Avx512 => return unsafe { avx512($($a),*) },
+                    Isa::Avx512 | Isa::Amx => return unsafe { avx512($($a),*) },
                     // SAFETY: as above.
                     Isa::Avx2 => return unsafe { avx2($($a),*) },
                     Isa::Portable => {}

@@ -265,7 +265,7 @@ pub(crate) unsafe fn input_transform(
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::input_avx512(x, g, t0, count, v),
+            Isa::Avx512 | Isa::Amx => x86::input_avx512(x, g, t0, count, v),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::input_avx2(x, g, t0, count, v),
             _ => input_lanes::<V<4>>(x, g, t0, count, v),
@@ -382,7 +382,7 @@ pub(crate) unsafe fn output_transform(
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::output_avx512(m, g, t0, count, bias, pool, y, yg),
+            Isa::Avx512 | Isa::Amx => x86::output_avx512(m, g, t0, count, bias, pool, y, yg),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::output_avx2(m, g, t0, count, bias, pool, y, yg),
             _ => output_lanes::<V<4>>(m, g, t0, count, bias, pool, y, yg),
