@@ -11,7 +11,7 @@
 # Systems take turns (2 threads each by default).
 #
 # Usage: scripts/bench-peers.sh [--torch] [--runs N] [--rounds R] [--threads T] [--batch B]
-#                               [--size S] [--isa amx|avx512|avx2|portable ...] [--only base|block5]
+#                               [--size S] [--isa amx|avx512|avx2|portable]... [--only base|block5]
 #                               [--torch-python PYTHON]
 # --torch: include PyTorch, installed on first use into its own venv under
 #   ${CONVBASE_CACHE:-.cache}/torch-venv (PyPI's torch wheel pulls the CUDA stack: about 3 GB;

@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7, help="timed batches per system per round")
     ap.add_argument("--rounds", type=int, default=2, help="turns each system takes")
     ap.add_argument("--isa", action="append", default=None,
-                    help="convbase instruction set(s) to run (avx512, avx2, portable); "
-                         "default: the CPU's best, plus avx2 when the best is avx512")
+                    help="convbase instruction set to run (amx, avx512, avx2, portable), once "
+                         "per set; default: the CPU's best and the narrower x86 ones below it")
     ap.add_argument("--torch-python", default=os.environ.get("CONVBASE_TORCH_PYTHON"),
                     help="a Python interpreter that imports torch (env CONVBASE_TORCH_PYTHON); "
                          "without it PyTorch is left out")
@@ -81,7 +81,8 @@ def main() -> None:
     if isas is None:
         best = json_lines([args.binary, "--quiet", "bench-block5", "--runs", "1", "--warmup",
                            "0", "--batch", "1", "--size", "3"], env)[0]["isa"]
-        isas = [best] + (["avx2"] if best == "avx512" else [])
+        # The widest, and the narrower x86 ones below it (AMX's convs fall back to AVX-512).
+        isas = [best] + {"amx": ["avx512", "avx2"], "avx512": ["avx2"]}.get(best, [])
 
     def turns(systems, rounds):
         """Runs each system once per round, in turn; returns name -> all timed runs."""
@@ -185,8 +186,11 @@ def block5_table(args, torch, torch_script, isas, isa_env, turns, torch_note):
 
     rows = []
     for forward_only in (False, True):
-        systems = [lambda isa=isa: run_convbase(isa, "winograd", forward_only) for isa in isas]
-        systems.append(lambda: run_convbase(isas[0], "gemm", forward_only))
+        # Training has no AMX kernels: its convs run AVX-512 under `amx`.
+        train_isas = [i for i in isas if i != "amx"] or ["avx512"]
+        systems = [lambda isa=isa: run_convbase(isa, "winograd", forward_only)
+                   for isa in train_isas]
+        systems.append(lambda: run_convbase(train_isas[0], "gemm", forward_only))
         if torch:
             systems.append(lambda: run_torch(forward_only))
         rows.append((forward_only, turns(systems, args.rounds)))
