@@ -421,8 +421,9 @@ impl Conv3x3 {
                 let md = Domain::new(m.as_mut_ptr(), rows, op);
                 // SAFETY: x is a frame of geometry g (a zero-bordered Activations); v and m
                 // hold 36 blocks of `rows` rows of c and op floats (Domain::len); rows is a
-                // multiple of MR; the output tiles of this block are written by this task
-                // only; the ISA was checked to run on this CPU when the conv was built.
+                // multiple of the GEMM's rows (MR, or amx::BLOCK on tiles); the output tiles
+                // of this block are written by this task only; the ISA (AMX included) was
+                // checked to run on this CPU when the conv was built.
                 unsafe {
                     winograd::input_transform(self.isa, x.as_ptr(), g, t0, count, vd);
                     match &self.packed {
