@@ -6,8 +6,8 @@
 //! output. Each 3x3 conv ([`Conv3x3`]) has its weights transformed and packed once, at model
 //! load, for the instruction set picked at run time ([`Isa`]: AVX-512F, with AMX-BF16 tiles for
 //! the Winograd GEMMs of 128 or more input channels where the CPU has them, AVX2+FMA, or
-//! portable Rust). The 12 convs with 64 or more input channels run Winograd F(4x4, 3x3): per block of
-//! tiles, an input transform, 36 GEMMs in the Winograd domain with a register-blocked
+//! portable Rust). The 12 convs with 64 or more input channels run Winograd F(4x4, 3x3): per
+//! block of tiles, an input transform, 36 GEMMs in the Winograd domain with a register-blocked
 //! micro-kernel, and an output transform that adds the bias, applies ReLU and the following
 //! max-pool, writing straight into the next layer's frame. The first conv (3 input channels)
 //! runs im2col rows through the same GEMM. Work is split into blocks over the global rayon

@@ -2,14 +2,14 @@
 //!
 //! An AMX-BF16 tile multiply (`tdpbf16ps`) does 16 x 16 x 32 multiply-adds of bf16 pairs into
 //! f32 in the time AVX-512 does about 1/16 as many in f32. bf16 keeps 8 significant bits, far
-//! too few alone (the goldens allow 1e-4 of the output's scale; one bf16 rounding is up to 2e-3). So
-//! each f32 value is split into three bf16 parts, x = x0 + x1 + x2 (each the rounded residual
-//! of the ones before: 24 significant bits in all, what an f32 holds), and the product keeps
-//! the six terms larger than 2^-24 of the whole: a0 b0 + a0 b1 + a1 b0 + a0 b2 + a1 b1 + a2 b0.
-//! The bf16 products are exact in f32 and `tdpbf16ps` accumulates in f32, so the result rounds
-//! like an f32 GEMM over six times the depth ("bf16x6"; bf16x3, the first three terms only,
-//! is about 2^-16 accurate: 1.1e-5 of sum |a b| in the unit test below, which bounds bf16x6
-//! at 1e-6 and measures 1e-7).
+//! too few alone (the goldens allow 1e-4 of the output's scale; one bf16 rounding is up to
+//! 2e-3). So each f32 value is split into three bf16 parts, x = x0 + x1 + x2 (each the rounded
+//! residual of the ones before: 24 significant bits in all, what an f32 holds), and the product
+//! keeps the six terms larger than 2^-24 of the whole: a0 b0 + a0 b1 + a1 b0 + a0 b2 + a1 b1 +
+//! a2 b0. The bf16 products are exact in f32 and `tdpbf16ps` accumulates in f32, so the result
+//! rounds like an f32 GEMM over six times the depth ("bf16x6"; bf16x3, the first three terms
+//! only, is about 2^-16 accurate: 1.1e-5 of sum |a b| in the unit test below, which bounds
+//! bf16x6 at 1e-6 and measures 1e-7).
 //!
 //! Six tile products per f32 product leave the tiles well short of the raw bf16 rate's 16x:
 //! the loads of each step of depth wait for A and B from L2 and L3, and each 32 x 32 block
@@ -78,7 +78,7 @@ fn bf16(x: f32) -> u16 {
 }
 
 /// The three bf16 parts of x: each the rounding of what the ones before left.
-pub(crate) fn split(x: f32) -> [u16; PARTS] {
+fn split(x: f32) -> [u16; PARTS] {
     let mut rest = x;
     std::array::from_fn(|_| {
         let p = bf16(rest);
@@ -165,7 +165,7 @@ pub(crate) unsafe fn gemm(
             x86::multiply(row_tiles, chunks, p.as_ptr().cast(), b, then, c, ldc);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (a, lda, c, ldc);
+        let _ = (k, a, lda, then, c, ldc);
     });
 }
 
@@ -206,6 +206,18 @@ mod x86 {
             );
         }
         ret == 0
+    }
+
+    /// The four tile products of one part pair: C tiles 0-3 += A tiles 4-5 x B tiles 6-7.
+    macro_rules! products {
+        () => {
+            concat!(
+                "tdpbf16ps tmm0, tmm4, tmm6\n",
+                "tdpbf16ps tmm1, tmm4, tmm7\n",
+                "tdpbf16ps tmm2, tmm5, tmm6\n",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+            )
+        };
     }
 
     /// Palette 1, eight tiles of 16 rows x 64 bytes.
@@ -347,45 +359,27 @@ mod x86 {
                             "tileloadd tmm5, [{a0} + {s} + 3072]",
                             "tileloadd tmm6, [{b0} + {s} + 2048]",
                             "tileloadd tmm7, [{b0} + {s} + 3072]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             // a1 b0
                             "tileloadd tmm6, [{b0} + {s}]",
                             "tileloadd tmm7, [{b0} + {s} + 1024]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             // a2 b0
                             "tileloadd tmm4, [{a0} + {s} + 4096]",
                             "tileloadd tmm5, [{a0} + {s} + 5120]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             // a0 b0
                             "tileloadd tmm4, [{a0} + {s}]",
                             "tileloadd tmm5, [{a0} + {s} + 1024]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             // a0 b1
                             "tileloadd tmm6, [{b0} + {s} + 2048]",
                             "tileloadd tmm7, [{b0} + {s} + 3072]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             // a0 b2
                             "tileloadd tmm6, [{b0} + {s} + 4096]",
                             "tileloadd tmm7, [{b0} + {s} + 5120]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            products!(),
                             a0 = in(reg) a0,
                             b0 = in(reg) b0,
                             s = in(reg) STRIDE,

@@ -257,21 +257,6 @@ fn plan_blocks(tiles: usize, mr: usize, threads: usize) -> (usize, usize) {
     (best.1, best.2)
 }
 
-/// U[o * c + c'] = G g G^T of every (o, c') kernel of OIHW weights: the Winograd side of
-/// the weights, before packing.
-fn winograd_kernels(weight: &[f32], o: usize, c: usize) -> Vec<[f32; XI]> {
-    let mut u = vec![[0f32; XI]; o * c];
-    u.par_chunks_mut(c.max(1))
-        .enumerate()
-        .for_each(|(oo, row)| {
-            for (cc, uk) in row.iter_mut().enumerate() {
-                let g: [f32; 9] = std::array::from_fn(|t| weight[(oo * c + cc) * 9 + t]);
-                *uk = winograd::transform_kernel(&g);
-            }
-        });
-    u
-}
-
 impl Conv3x3 {
     /// Prepares a conv from torchvision's OIHW weight `(o, c, 3, 3)` and bias `(o)`.
     ///
@@ -294,23 +279,29 @@ impl Conv3x3 {
         let w =
             |oo: usize, cc: usize, kh: usize, kw: usize| weight[((oo * c + cc) * 3 + kh) * 3 + kw];
         let packed = match algorithm {
-            Algorithm::Winograd if isa == Isa::Amx && c >= amx::MIN_DEPTH => {
-                let u = winograd_kernels(weight, o, c);
-                Packed::Tiles(
-                    (0..XI)
-                        .into_par_iter()
-                        .map(|xi| amx::PackedB::new(c, o, |cc, oo| u[oo * c + cc][xi]))
-                        .collect(),
-                )
-            }
             Algorithm::Winograd => {
-                let u = winograd_kernels(weight, o, c);
-                Packed::F32(
-                    (0..XI)
-                        .into_par_iter()
-                        .map(|xi| PackedB::new(c, o, nr, |cc, oo| u[oo * c + cc][xi]))
-                        .collect(),
-                )
+                // U[xi] (c x o) = (G g G^T)[xi] for every (o, c) kernel.
+                let mut u = vec![[0f32; XI]; o * c];
+                u.par_chunks_mut(c.max(1))
+                    .enumerate()
+                    .for_each(|(oo, row)| {
+                        for (cc, uk) in row.iter_mut().enumerate() {
+                            let g: [f32; 9] = std::array::from_fn(|t| w(oo, cc, t / 3, t % 3));
+                            *uk = winograd::transform_kernel(&g);
+                        }
+                    });
+                let u = &u;
+                let at = |xi: usize| move |cc: usize, oo: usize| u[oo * c + cc][xi];
+                let positions = (0..XI).into_par_iter();
+                if isa == Isa::Amx && c >= amx::MIN_DEPTH {
+                    Packed::Tiles(
+                        positions
+                            .map(|xi| amx::PackedB::new(c, o, at(xi)))
+                            .collect(),
+                    )
+                } else {
+                    Packed::F32(positions.map(|xi| PackedB::new(c, o, nr, at(xi))).collect())
+                }
             }
             Algorithm::Im2col => Packed::F32(vec![PackedB::new(9 * c, o, nr, |k, oo| {
                 w(oo, k % c, k / (3 * c), (k / c) % 3)
